@@ -1,0 +1,28 @@
+"""tinyad: a reverse-mode automatic differentiation engine built to teach.
+
+The public API is deliberately small; everything a lesson needs is here.
+"""
+from . import check
+from .graph import edges, enable_grad, is_grad_enabled, message, no_grad, zero_grad
+from .scalar import Value
+from .tensor import Tensor, concatenate, maximum, minimum, stack, tensor, where
+
+__all__ = [
+    "Value",
+    "Tensor",
+    "tensor",
+    "concatenate",
+    "stack",
+    "where",
+    "maximum",
+    "minimum",
+    "no_grad",
+    "enable_grad",
+    "is_grad_enabled",
+    "zero_grad",
+    "edges",
+    "message",
+    "check",
+]
+
+__version__ = "0.1.0"

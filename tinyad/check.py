@@ -1,0 +1,179 @@
+"""Checking gradients: against finite differences, and against your own derivation.
+
+``gradcheck`` compares the engine's gradient with the central difference
+
+    df/dx  ~  (f(x + eps) - f(x - eps)) / (2 eps)
+
+whose error shrinks like eps^2 (the first-order error terms cancel), in
+float64 so that rounding (about 1e-16 / eps) stays small too.
+
+``compare`` is for the learner who derived a gradient by hand: it prints one
+row ``name | exact | approximate | maxdiff`` saying whether the hand result
+equals the engine's bit for bit, within floating-point tolerance, and by how
+much it differs at worst. ``format_table`` lays many rows out as a table.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple, Sequence
+
+import numpy as np
+
+from . import graph
+from .graph import Node
+
+__all__ = ["gradcheck", "compare", "Comparison", "format_table"]
+
+
+def _is_tensor(node: Any) -> bool:
+    try:
+        from .tensor import Tensor  # imported late: check works before tensors exist
+    except ModuleNotFoundError as error:
+        if error.name != f"{__package__}.tensor":
+            raise  # tensor.py exists but one of its own imports failed
+        return False
+    return isinstance(node, Tensor)
+
+
+def _fresh_leaf(original: Node, array: np.ndarray) -> Node:
+    """A new float64 leaf with ``array`` as data, so the caller's grads stay untouched."""
+    if _is_tensor(original):
+        from .tensor import Tensor
+
+        return Tensor(array.copy(), requires_grad=True, label=original.label)
+    from .scalar import Value
+
+    return Value(float(array), label=original.label)
+
+
+def _data_as_float64(node: Node) -> np.ndarray:
+    if _is_tensor(node):
+        return np.array(node.numpy(), dtype=np.float64)
+    return np.array(node.data, dtype=np.float64)
+
+
+def _set_element(leaf: Node, index: tuple, value: float) -> None:
+    if _is_tensor(leaf):
+        leaf.data[index] = value
+    else:
+        leaf.data = float(value)
+
+
+def _scalar_of(output: Any) -> float:
+    if _is_tensor(output):
+        if output.data.size != 1:
+            raise ValueError(
+                f"gradcheck: fn must return a single number, got a tensor of shape {output.shape}"
+            )
+        return float(output.item())
+    if isinstance(output, Node):
+        return float(output.data)
+    raise TypeError(f"gradcheck: fn must return a Value or a Tensor, got {type(output).__name__}")
+
+
+def gradcheck(
+    fn: Callable[..., Any],
+    inputs: Sequence[Node],
+    eps: float = 1e-6,
+    atol: float = 1e-6,
+    rtol: float = 1e-4,
+) -> bool:
+    """Check ``fn``'s gradient with respect to every element of every input.
+
+    ``fn(*inputs)`` must return a scalar Value or a one-element Tensor. The
+    check runs on float64 copies of the inputs (their own ``.grad`` is not
+    touched). An element passes when |engine - numeric| <= atol + rtol *
+    |numeric|. The first failure raises AssertionError naming the input, the
+    element's index and both numbers; success returns True.
+    """
+    originals = list(inputs)
+    arrays = [_data_as_float64(node) for node in originals]
+    leaves = [_fresh_leaf(node, array) for node, array in zip(originals, arrays)]
+    output = fn(*leaves)
+    _scalar_of(output)  # validates the shape before backward
+    output.backward()
+    engine_grads = [np.array(leaf.grad, dtype=np.float64) for leaf in leaves]
+
+    with graph.no_grad():
+        for position, (leaf, array) in enumerate(zip(leaves, arrays)):
+            for index in np.ndindex(array.shape):
+                centre = array[index]
+                _set_element(leaf, index, centre + eps)
+                f_plus = _scalar_of(fn(*leaves))
+                _set_element(leaf, index, centre - eps)
+                f_minus = _scalar_of(fn(*leaves))
+                _set_element(leaf, index, centre)
+                numeric = (f_plus - f_minus) / (2.0 * eps)
+                engine = float(engine_grads[position][index])
+                if not abs(engine - numeric) <= atol + rtol * abs(numeric):
+                    name = f" ({leaf.label!r})" if leaf.label else ""
+                    where = f" at index {index}" if index else ""
+                    raise AssertionError(
+                        f"gradcheck: gradient of input {position}{name}{where} is wrong: "
+                        f"engine {engine!r}, finite differences {numeric!r} "
+                        f"(difference {abs(engine - numeric):.3g} > atol {atol} + rtol {rtol} * |numeric|)"
+                    )
+    return True
+
+
+class Comparison(NamedTuple):
+    """One row of a hand-derivation check."""
+
+    name: str
+    exact: bool
+    approximate: bool
+    maxdiff: float
+
+    def __str__(self) -> str:
+        return (
+            f"{self.name:15s} | exact: {str(self.exact):5s} | "
+            f"approximate: {str(self.approximate):5s} | maxdiff: {self.maxdiff:.3g}"
+        )
+
+
+def _as_array(thing: Any) -> np.ndarray:
+    if isinstance(thing, Node):
+        thing = thing.grad
+        if thing is None:
+            raise ValueError("compare: the node has no gradient yet; call backward() first")
+    if hasattr(thing, "get") and not isinstance(thing, (np.ndarray, dict)):
+        thing = thing.get()  # a CuPy array: bring it to the host
+    return np.asarray(thing, dtype=np.float64)
+
+
+def compare(name: str, expected: Any, actual: Any, *, rtol: float = 1e-5, atol: float = 1e-8,
+            show: bool = True) -> Comparison:
+    """Compare a hand-derived ``expected`` gradient with the engine's ``actual``.
+
+    ``actual`` may be a number, an array, or a Value/Tensor (its ``.grad`` is
+    used). *exact* means equal in every bit; *approximate* means equal within
+    ``rtol``/``atol`` (numpy.allclose), which is what to expect when the hand
+    formula groups the arithmetic differently from the engine. The row is
+    printed unless ``show=False``, and returned.
+    """
+    expected_array = _as_array(expected)
+    actual_array = _as_array(actual)
+    if expected_array.shape != actual_array.shape:
+        raise ValueError(
+            f"compare {name!r}: shapes differ: expected {expected_array.shape}, "
+            f"actual {actual_array.shape}"
+        )
+    difference = np.abs(expected_array - actual_array)
+    row = Comparison(
+        name=name,
+        exact=bool(np.array_equal(expected_array, actual_array)),
+        approximate=bool(np.allclose(expected_array, actual_array, rtol=rtol, atol=atol)),
+        maxdiff=float(difference.max()) if difference.size else 0.0,
+    )
+    if show:
+        print(row)
+    return row
+
+
+def format_table(rows: Sequence[Comparison]) -> str:
+    """Lay out comparison rows as an aligned text table with a header."""
+    header = ("name", "exact", "approximate", "maxdiff")
+    cells = [header] + [(r.name, str(r.exact), str(r.approximate), f"{r.maxdiff:.3g}") for r in rows]
+    widths = [max(len(line[i]) for line in cells) for i in range(4)]
+    lines = [" | ".join(cell.ljust(width) for cell, width in zip(line, widths)) for line in cells]
+    lines.insert(1, "-+-".join("-" * width for width in widths))
+    return "\n".join(lines)

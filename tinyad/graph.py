@@ -1,0 +1,270 @@
+"""The one computation graph that every tinyad engine builds on.
+
+A ``Value`` (a scalar) and a ``Tensor`` (an array) are both ``Node``s. A node
+remembers the nodes it was computed from (``parents``), the name of the
+operation that made it (``op``), and a plain module-level function
+(``backward_fn``) that turns the gradient arriving at the node into one
+gradient message per parent: the vector-Jacobian product of that op.
+
+Reverse-mode differentiation is the chain rule applied from the output back:
+
+    dL/d(parent) = sum over consumers c of  dL/dc * dc/d(parent)
+
+Each term of that sum is a *gradient message* that travels along one edge of
+the graph. ``backward`` computes every message once, adds it into the parent's
+running total, and records it on the edge, so after backward a learner can ask
+"how much of x.grad came from this consumer?" (``message``, ``edges``).
+
+Two design choices, both about graphs being deep:
+
+* The topological order is computed with an explicit stack, never recursion.
+  Python's default recursion limit is 1000, and a recursive depth-first search
+  (micrograd's ``build_topo``) raises RecursionError on a chain of about 500
+  nodes. A loop over 1,000,000 nodes only costs memory for the stack list.
+* A node stores data and a reference to a module-level function, never a
+  closure that captures the node itself. A closure stored on the node it
+  captures makes a reference cycle per node; such graphs can only be freed by
+  Python's cyclic garbage collector, which then dominates the run time of a
+  training step. Without cycles, reference counting frees a graph the moment
+  the last name for its output goes away.
+"""
+from __future__ import annotations
+
+import copy
+import gc
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+__all__ = [
+    "Node",
+    "topological_order",
+    "run_backward",
+    "no_grad",
+    "enable_grad",
+    "is_grad_enabled",
+    "edges",
+    "message",
+    "zero_grad",
+]
+
+# Whether operations record their inputs. ``no_grad`` flips it; the ops read
+# it through ``is_grad_enabled`` (the module attribute is read directly in hot
+# paths, which is the same thing without a function call).
+_grad_enabled = True
+
+
+def is_grad_enabled() -> bool:
+    """True when new operations are being recorded on the graph."""
+    return _grad_enabled
+
+
+@contextmanager
+def no_grad() -> Iterator[None]:
+    """Record nothing inside the block: results are leaves with no parents.
+
+    Use it for evaluation and for parameter updates: an optimizer step such as
+    ``w = w - lr * w.grad`` must not itself become part of the next graph.
+    """
+    global _grad_enabled
+    previous = _grad_enabled
+    _grad_enabled = False
+    try:
+        yield
+    finally:
+        _grad_enabled = previous
+
+
+@contextmanager
+def enable_grad() -> Iterator[None]:
+    """Record operations again inside a ``no_grad`` block."""
+    global _grad_enabled
+    previous = _grad_enabled
+    _grad_enabled = True
+    try:
+        yield
+    finally:
+        _grad_enabled = previous
+
+
+class Node:
+    """One vertex of the computation graph.
+
+    ``parents``      the nodes this one was computed from (a tuple, maybe empty)
+    ``op``           the operation's name, as drawn in graphs ("*", "exp", ...)
+    ``label``        an optional human name ("batch_mean", "x_hat", ...)
+    ``backward_fn``  f(node, upstream) -> one gradient message per parent
+    ``saved``        whatever else the backward function needs (an exponent,
+                     an axis, a shape); the parents' and the node's own data
+                     are reachable without saving them
+    ``grad``         dL/d(this node), accumulated over backward calls
+    ``messages``     after backward: the message sent to each parent, in the
+                     order of ``parents`` (accumulated like ``grad``)
+    ``requires_grad``  whether gradients should flow into this node at all
+    """
+
+    __slots__ = (
+        "data",
+        "grad",
+        "parents",
+        "op",
+        "label",
+        "backward_fn",
+        "saved",
+        "messages",
+        "requires_grad",
+        "_upstream",
+        "__weakref__",
+    )
+
+    # Subclasses (Value, Tensor) set every slot in their constructors; the
+    # graph code below only relies on the names.
+
+    def backward(self, grad: Any = None) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def zero_grad(self) -> None:
+        """Forget the accumulated gradient and messages of this node only."""
+        raise NotImplementedError  # pragma: no cover - overridden
+
+
+def topological_order(root: Node) -> list[Node]:
+    """Every node that ``root`` depends on, each after all of its parents.
+
+    Iterative depth-first search: the stack holds (node, iterator over its
+    parents). The top node hands out its next unvisited parent, which is
+    pushed; once a node has no unvisited parents left, all of them are
+    already in ``order``, so the node is appended and popped. The stack is
+    an ordinary list, so depth costs memory, never Python's recursion limit.
+    """
+    order: list[Node] = []
+    visited = {root}
+    stack = [(root, iter(root.parents))]
+    push, pop, mark, emit = stack.append, stack.pop, visited.add, order.append
+    while stack:
+        node, parents = stack[-1]
+        for parent in parents:
+            if parent not in visited:
+                mark(parent)
+                push((parent, iter(parent.parents)))
+                break
+        else:
+            pop()
+            emit(node)
+    return order
+
+
+def run_backward(root: Node, seed: Any) -> None:
+    """Backpropagate ``seed`` = dL/d(root) to every node ``root`` depends on.
+
+    Walks the nodes in reverse topological order, so a node is processed only
+    after every consumer has delivered its message: its upstream gradient is
+    then complete. The gradient of this pass is kept in a per-pass buffer
+    (``_upstream``) and only *added* to ``.grad`` once complete, so calling
+    backward twice accumulates exactly twice the gradient (PyTorch's rule),
+    even for intermediate nodes.
+
+    Python's cyclic garbage collector is paused meanwhile: backward allocates
+    a burst of short-lived messages, and since a tinyad graph holds no
+    reference cycles the collector could find nothing to free in them; left
+    on, it would repeatedly walk every live node of the graph for nothing.
+    """
+    order = topological_order(root)
+    collector_was_on = gc.isenabled()
+    gc.disable()
+    try:
+        _propagate(order, root, seed)
+    except BaseException:
+        for node in order:  # leave no half-filled buffer for the next pass
+            node._upstream = None
+        raise
+    finally:
+        if collector_was_on:
+            gc.enable()
+
+
+def _propagate(order: list[Node], root: Node, seed: Any) -> None:
+    root._upstream = seed
+    for node in reversed(order):
+        upstream = node._upstream
+        if upstream is None:
+            continue  # no path from root carried a gradient here
+        node._upstream = None
+        parents = node.parents
+        if node.grad is not None:
+            node.grad = node.grad + upstream
+        elif parents:
+            node.grad = upstream
+        else:
+            # a leaf's first gradient is its own array: messages may share
+            # memory with each other, and the optimizer may update .grad
+            node.grad = copy.copy(upstream)
+        if not parents:
+            continue
+        sent = node.backward_fn(node, upstream)
+        previous = node.messages
+        if previous is None:
+            node.messages = sent
+        else:
+            node.messages = tuple(
+                new if old is None else (old if new is None else old + new)
+                for old, new in zip(previous, sent)
+            )
+        for parent, gradient in zip(parents, sent):
+            if gradient is None or not parent.requires_grad:
+                continue
+            waiting = parent._upstream
+            parent._upstream = gradient if waiting is None else waiting + gradient
+
+
+def edges(root: Node) -> list[tuple[Node, Node, Any]]:
+    """All edges ``(parent, consumer, message)`` of the graph under ``root``.
+
+    ``message`` is the gradient that travelled from ``consumer`` back to
+    ``parent`` during backward (None before backward, or where no gradient
+    flowed). Summing the messages that arrive at a node over all its
+    consumers gives back its ``.grad`` from the same backward passes.
+    """
+    result = []
+    for consumer in topological_order(root):
+        sent = consumer.messages
+        for index, parent in enumerate(consumer.parents):
+            result.append((parent, consumer, None if sent is None else sent[index]))
+    return result
+
+
+def message(consumer: Node, parent: Node) -> Any:
+    """The gradient that ``consumer`` sent back to ``parent`` during backward.
+
+    If ``parent`` enters ``consumer`` more than once (``x * x``), the messages
+    of both edges are added: together they are the consumer's share of
+    ``parent.grad``. Raises ValueError when ``parent`` is not an input of
+    ``consumer`` or when no backward pass has reached ``consumer`` yet.
+    """
+    positions = [i for i, p in enumerate(consumer.parents) if p is parent]
+    if not positions:
+        raise ValueError(
+            f"{_describe(parent)} is not an input of {_describe(consumer)}; "
+            "messages travel only along edges of the graph"
+        )
+    if consumer.messages is None:
+        raise ValueError(
+            f"no gradient has passed through {_describe(consumer)} yet: call backward() first"
+        )
+    total = None
+    for i in positions:
+        part = consumer.messages[i]
+        if part is not None:
+            total = part if total is None else total + part
+    return total
+
+
+def zero_grad(root: Node) -> None:
+    """Reset ``grad`` and the recorded messages of every node under ``root``."""
+    for node in topological_order(root):
+        node.zero_grad()
+
+
+def _describe(node: Node) -> str:
+    name = node.label or node.op or "leaf"
+    return f"{type(node).__name__}({name!r})"
+
