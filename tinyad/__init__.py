@@ -2,8 +2,9 @@
 
 The public API is deliberately small; everything a lesson needs is here.
 """
-from . import check
-from .graph import edges, enable_grad, is_grad_enabled, message, no_grad, zero_grad
+from . import check, nn, optim
+from .graph import edges, enable_grad, find, is_grad_enabled, message, no_grad, zero_grad
+from .nn.init import manual_seed
 from .scalar import Value
 from .tensor import Tensor, concatenate, maximum, minimum, stack, tensor, where
 
@@ -23,6 +24,10 @@ __all__ = [
     "edges",
     "message",
     "check",
+    "nn",
+    "optim",
+    "find",
+    "manual_seed",
 ]
 
 __version__ = "0.1.0"

@@ -21,7 +21,16 @@ import numpy as np
 from . import graph
 from .graph import Node
 
-__all__ = ["gradcheck", "compare", "Comparison", "format_table"]
+__all__ = [
+    "gradcheck",
+    "compare",
+    "Comparison",
+    "format_table",
+    "batch_norm_backward_steps",
+    "batch_norm_backward_compact",
+    "batch_norm_backward_detached_stats",
+    "check_batch_norm_by_hand",
+]
 
 
 def _is_tensor(node: Any) -> bool:
@@ -177,3 +186,106 @@ def format_table(rows: Sequence[Comparison]) -> str:
     lines = [" | ".join(cell.ljust(width) for cell, width in zip(line, widths)) for line in cells]
     lines.insert(1, "-+-".join("-" * width for width in widths))
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------
+# BatchNorm by hand
+# ---------------------------------------------------------------------------
+#
+# Notation, per feature (column) j of an (m, D) batch x:
+#   mu = (1/m) sum_i x_i            var = (1/m) sum_i (x_i - mu)^2
+#   inv_std = (var + eps)^(-1/2)    x_hat_i = (x_i - mu) * inv_std
+#   y_i = gamma * x_hat_i + beta    dy_i = dL/dy_i (given)
+
+
+def batch_norm_backward_steps(x: np.ndarray, gamma: np.ndarray, dy: np.ndarray, eps: float = 1e-5) -> dict:
+    """The paper's chain rule, one intermediate at a time (Ioffe & Szegedy, Section 3).
+
+    Returns dL/dx_hat, dL/dvar, dL/dmean, dL/dx, dL/dgamma, dL/dbeta for a
+    2-D batch ``x`` of shape (m, D).
+    """
+    x, gamma, dy = (np.asarray(a, dtype=np.float64) for a in (x, gamma, dy))
+    m = x.shape[0]
+    mu = x.mean(axis=0, keepdims=True)
+    centered = x - mu
+    var = (centered**2).mean(axis=0, keepdims=True)
+    inv_std = (var + eps) ** -0.5
+    x_hat = centered * inv_std
+    # y = gamma * x_hat + beta
+    d_x_hat = dy * gamma
+    # var enters every x_hat_i through inv_std:  d inv_std / d var = -1/2 (var + eps)^(-3/2)
+    d_var = (d_x_hat * centered).sum(axis=0, keepdims=True) * -0.5 * (var + eps) ** -1.5
+    # mu enters every x_hat_i directly (-inv_std) and var through every (x_i - mu)^2
+    d_mean = (d_x_hat * -inv_std).sum(axis=0, keepdims=True) + d_var * (-2.0 * centered).mean(axis=0, keepdims=True)
+    # x_i reaches L three ways: its own x_hat_i, var, and mu
+    d_x = d_x_hat * inv_std + d_var * 2.0 * centered / m + d_mean / m
+    return {
+        "x_hat": d_x_hat,
+        "batch_var": d_var,
+        "batch_mean": d_mean,
+        "x": d_x,
+        "gamma": (dy * x_hat).sum(axis=0),
+        "beta": dy.sum(axis=0),
+    }
+
+
+def batch_norm_backward_compact(x: np.ndarray, gamma: np.ndarray, dy: np.ndarray, eps: float = 1e-5) -> np.ndarray:
+    """dL/dx in one line: substitute d_var and d_mean into d_x and simplify.
+
+        dx = gamma * inv_std / m * (m * dy - sum(dy) - x_hat * sum(dy * x_hat))
+
+    (the d_var * sum(x_i - mu) term vanishes because centred values sum to 0).
+    """
+    x, gamma, dy = (np.asarray(a, dtype=np.float64) for a in (x, gamma, dy))
+    m = x.shape[0]
+    mu = x.mean(axis=0, keepdims=True)
+    inv_std = (((x - mu) ** 2).mean(axis=0, keepdims=True) + eps) ** -0.5
+    x_hat = (x - mu) * inv_std
+    return gamma * inv_std / m * (m * dy - dy.sum(axis=0) - x_hat * (dy * x_hat).sum(axis=0))
+
+
+def batch_norm_backward_detached_stats(x: np.ndarray, gamma: np.ndarray, dy: np.ndarray, eps: float = 1e-5) -> np.ndarray:
+    """dL/dx when the batch mean and variance are treated as constants.
+
+    Only the direct route is left: dx = dy * gamma * inv_std. The gradient no
+    longer "knows" that moving x moves the statistics (the paper's Section 2).
+    """
+    x, gamma, dy = (np.asarray(a, dtype=np.float64) for a in (x, gamma, dy))
+    mu = x.mean(axis=0, keepdims=True)
+    inv_std = (((x - mu) ** 2).mean(axis=0, keepdims=True) + eps) ** -0.5
+    return dy * gamma * inv_std
+
+
+def check_batch_norm_by_hand(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, dy: np.ndarray | None = None,
+                             eps: float = 1e-5, show: bool = True) -> list[Comparison]:
+    """Build the BatchNorm graph on ``x`` and compare every hand gradient with the engine's.
+
+    The loss is L = sum(dy * y) so that dL/dy = dy (random if not given).
+    Prints a table (unless ``show=False``) and returns its rows.
+    """
+    from .graph import find
+    from .nn.functional import batch_norm
+    from .tensor import Tensor
+
+    x = np.asarray(x, dtype=np.float64)
+    if dy is None:
+        dy = np.random.default_rng(0).normal(size=x.shape)
+    x_node = Tensor(x, requires_grad=True, label="x")
+    gamma_node = Tensor(gamma, requires_grad=True, label="gamma")
+    beta_node = Tensor(beta, requires_grad=True, label="beta")
+    y = batch_norm(x_node, None, None, gamma_node, beta_node, training=True, eps=eps)
+    (y * Tensor(dy)).sum().backward()
+    hand = batch_norm_backward_steps(x, gamma, dy, eps)
+    engine = {
+        "x_hat": find(y, "x_hat").grad,
+        "batch_var": find(y, "batch_var").grad,
+        "batch_mean": find(y, "batch_mean").grad,
+        "x": x_node.grad,
+        "gamma": gamma_node.grad,
+        "beta": beta_node.grad,
+    }
+    rows = [compare(f"d{name}", hand[name], engine[name], show=False) for name in hand]
+    rows.append(compare("dx (compact)", batch_norm_backward_compact(x, gamma, dy, eps), x_node.grad, show=False))
+    if show:
+        print(format_table(rows))
+    return rows

@@ -45,6 +45,7 @@ __all__ = [
     "edges",
     "message",
     "zero_grad",
+    "find",
 ]
 
 # Whether operations record their inputs. ``no_grad`` flips it; the ops read
@@ -256,6 +257,14 @@ def message(consumer: Node, parent: Node) -> Any:
         if part is not None:
             total = part if total is None else total + part
     return total
+
+
+def find(root: Node, label: str) -> Node:
+    """The node labelled ``label`` in the graph under ``root`` (ValueError if none)."""
+    for node in topological_order(root):
+        if node.label == label:
+            return node
+    raise ValueError(f"no node labelled {label!r} in the graph under {_describe(root)}")
 
 
 def zero_grad(root: Node) -> None:

@@ -162,7 +162,9 @@ class Tensor(Node):
             data = data.data if data.backend is backend else data.numpy()
         if dtype is None and isinstance(data, (int, float, list, tuple)):
             dtype = "float64"
-        array = backend.asarray(data, dtype=dtype)
+        # a copy, as torch.tensor makes: optimizers update .data in place and
+        # must not write into the caller's array
+        array = backend.xp.array(data, dtype=dtype, copy=True)
         if requires_grad and array.dtype.kind not in "fc":
             raise ValueError(
                 f"only floating-point tensors can require gradients, got dtype {array.dtype}: "

@@ -1,0 +1,336 @@
+"""Layers: modules that own parameters (and buffers) and call ``functional``.
+
+The ``Module`` bookkeeping follows PyTorch: assigning a Tensor that requires
+grad to an attribute registers a parameter, assigning a Module registers a
+child, ``register_buffer`` registers state that is saved but not trained
+(BatchNorm's running statistics).
+"""
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+
+from .. import graph
+from ..tensor import Tensor
+from . import functional as F
+from . import init
+
+__all__ = [
+    "Module",
+    "Linear",
+    "BatchNorm1d",
+    "BatchNorm2d",
+    "ReLU",
+    "Sigmoid",
+    "Tanh",
+    "Flatten",
+    "Sequential",
+    "set_population_statistics",
+]
+
+
+class Module:
+    """Base class of every layer: parameters, buffers, children, train/eval."""
+
+    def __init__(self) -> None:
+        object.__setattr__(self, "_parameters", OrderedDict())
+        object.__setattr__(self, "_buffers", OrderedDict())
+        object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "training", True)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if isinstance(value, Module):
+            self._modules[name] = value
+        elif isinstance(value, Tensor) and value.requires_grad and name not in self._buffers:
+            self._parameters[name] = value
+        elif name in self._buffers:
+            self._buffers[name] = value
+        object.__setattr__(self, name, value)
+
+    def register_buffer(self, name: str, tensor: Tensor | None) -> None:
+        """State that belongs in ``state_dict`` but is not trained by the optimizer."""
+        self._buffers[name] = tensor
+        object.__setattr__(self, name, tensor)
+
+    def forward(self, *args: Any) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __call__(self, *args: Any) -> Any:
+        return self.forward(*args)
+
+    # ---- traversal -------------------------------------------------------------
+
+    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, "Module"]]:
+        yield prefix, self
+        for name, child in self._modules.items():
+            yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
+
+    def modules(self) -> Iterator["Module"]:
+        for _, module in self.named_modules():
+            yield module
+
+    def named_parameters(self) -> Iterator[tuple[str, Tensor]]:
+        for prefix, module in self.named_modules():
+            for name, param in module._parameters.items():
+                yield (f"{prefix}.{name}" if prefix else name), param
+
+    def parameters(self) -> list[Tensor]:
+        return [param for _, param in self.named_parameters()]
+
+    def named_buffers(self) -> Iterator[tuple[str, Tensor]]:
+        for prefix, module in self.named_modules():
+            for name, buffer in module._buffers.items():
+                if buffer is not None:
+                    yield (f"{prefix}.{name}" if prefix else name), buffer
+
+    # ---- modes and gradients -------------------------------------------------------
+
+    def train(self, mode: bool = True) -> "Module":
+        """Training mode: BatchNorm uses (and records) batch statistics."""
+        for module in self.modules():
+            object.__setattr__(module, "training", mode)
+        return self
+
+    def eval(self) -> "Module":
+        """Evaluation mode: BatchNorm uses its running (population) statistics."""
+        return self.train(False)
+
+    def zero_grad(self) -> None:
+        """Forget the gradients of every parameter (set to None, PyTorch's default)."""
+        for param in self.parameters():
+            param.zero_grad()
+
+    def to(self, device: str) -> "Module":
+        """Move every parameter and buffer to ``device`` (in place)."""
+        for module in self.modules():
+            for store in (module._parameters, module._buffers):
+                for name, tensor in list(store.items()):
+                    if tensor is None:
+                        continue
+                    moved = Tensor(tensor, requires_grad=tensor.requires_grad, device=device, label=tensor.label)
+                    store[name] = moved
+                    object.__setattr__(module, name, moved)
+        return self
+
+    # ---- saving and loading ------------------------------------------------------------
+
+    def state_dict(self) -> "OrderedDict[str, np.ndarray]":
+        """Every parameter and buffer as a plain NumPy array (a copy), by dotted name."""
+        state = OrderedDict()
+        for name, tensor in list(self.named_parameters()) + list(self.named_buffers()):
+            state[name] = np.array(tensor.numpy(), copy=True)
+        return state
+
+    def load_state_dict(self, state: dict, strict: bool = True) -> None:
+        """Copy arrays from ``state`` into the parameters and buffers of the same names."""
+        targets = dict(list(self.named_parameters()) + list(self.named_buffers()))
+        missing = [name for name in targets if name not in state]
+        unexpected = [name for name in state if name not in targets]
+        if strict and (missing or unexpected):
+            raise KeyError(f"load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
+        for name, tensor in targets.items():
+            if name not in state:
+                continue
+            array = np.asarray(state[name])
+            if array.shape != tensor.shape:
+                raise ValueError(f"load_state_dict: {name} has shape {array.shape} in the state, {tensor.shape} in the model")
+            tensor.data = tensor.backend.asarray(array.astype(tensor.dtype, copy=True))
+
+    def __repr__(self) -> str:
+        children = "".join(f"\n  ({name}): {repr(child)}".replace("\n", "\n  ") for name, child in self._modules.items())
+        return f"{type(self).__name__}({self.extra_repr()}{children}{chr(10) if children else ''})"
+
+    def extra_repr(self) -> str:
+        return ""
+
+
+class Linear(Module):
+    """y = x W^T + b with W of shape (out_features, in_features).
+
+    PyTorch's default initialization: W and b uniform in [-1/sqrt(in), 1/sqrt(in)]
+    (Kaiming-uniform with a = sqrt(5) works out to this bound for W).
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True) -> None:
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        bound = 1.0 / math.sqrt(in_features) if in_features > 0 else 0.0
+        self.weight = Tensor(init.uniform((out_features, in_features), bound), requires_grad=True, label="weight")
+        self.bias = Tensor(init.uniform((out_features,), bound), requires_grad=True, label="bias") if bias else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.shape[-1] != self.in_features:
+            raise ValueError(
+                f"Linear: expected inputs with {self.in_features} features in the last axis, got shape {x.shape}"
+            )
+        return F.linear(x, self.weight, self.bias)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+
+class _BatchNorm(Module):
+    """Shared by BatchNorm1d and BatchNorm2d; they differ only in the input ranks they accept."""
+
+    expected_ranks: tuple = ()
+
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+        affine: bool = True,
+        track_running_stats: bool = True,
+        fused: bool = False,
+    ) -> None:
+        super().__init__()
+        self.num_features, self.eps, self.momentum = num_features, eps, momentum
+        self.affine, self.track_running_stats, self.fused = affine, track_running_stats, fused
+        if affine:
+            self.weight = Tensor(np.ones(num_features), requires_grad=True, label="gamma")
+            self.bias = Tensor(np.zeros(num_features), requires_grad=True, label="beta")
+        else:
+            object.__setattr__(self, "weight", None)
+            object.__setattr__(self, "bias", None)
+        if track_running_stats:
+            self.register_buffer("running_mean", Tensor(np.zeros(num_features), label="running_mean"))
+            self.register_buffer("running_var", Tensor(np.ones(num_features), label="running_var"))
+            self.register_buffer("num_batches_tracked", Tensor(np.array(0, dtype=np.int64)))
+        else:
+            self.register_buffer("running_mean", None)
+            self.register_buffer("running_var", None)
+            self.register_buffer("num_batches_tracked", None)
+        object.__setattr__(self, "_collected", None)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.ndim not in self.expected_ranks:
+            raise ValueError(
+                f"{type(self).__name__}: expected a {' or '.join(f'{r}-D' for r in self.expected_ranks)} input, got shape {x.shape}"
+            )
+        if self._collected is not None:  # set_population_statistics is listening
+            axes = (0,) + tuple(range(2, x.ndim))
+            self._collected.append((x.data.mean(axis=axes), x.data.var(axis=axes), x.size // x.shape[1]))
+            return F.batch_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
+        # PyTorch's rule: momentum=None keeps a cumulative average, 1/(batches seen so far)
+        factor = 0.0 if self.momentum is None else self.momentum
+        if self.training and self.track_running_stats:
+            self.num_batches_tracked.data = self.num_batches_tracked.data + 1
+            if self.momentum is None:
+                factor = 1.0 / float(self.num_batches_tracked.data)
+        use_batch_stats = self.training or self.running_mean is None
+        return F.batch_norm(
+            x,
+            self.running_mean if (not self.training or self.track_running_stats) else None,
+            self.running_var if (not self.training or self.track_running_stats) else None,
+            self.weight,
+            self.bias,
+            use_batch_stats,
+            factor,
+            self.eps,
+            fused=self.fused,
+        )
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
+            f"track_running_stats={self.track_running_stats}"
+        )
+
+
+class BatchNorm1d(_BatchNorm):
+    """BatchNorm over (N, C) or (N, C, L): statistics per channel C."""
+
+    expected_ranks = (2, 3)
+
+
+class BatchNorm2d(_BatchNorm):
+    """BatchNorm over (N, C, H, W): statistics per channel over N, H and W."""
+
+    expected_ranks = (4,)
+
+
+class ReLU(Module):
+    def forward(self, x: Tensor) -> Tensor:
+        return x.relu()
+
+
+class Sigmoid(Module):
+    def forward(self, x: Tensor) -> Tensor:
+        return x.sigmoid()
+
+
+class Tanh(Module):
+    def forward(self, x: Tensor) -> Tensor:
+        return x.tanh()
+
+
+class Flatten(Module):
+    """Flatten every axis from ``start_dim`` on into one (PyTorch's default start_dim=1)."""
+
+    def __init__(self, start_dim: int = 1) -> None:
+        super().__init__()
+        self.start_dim = start_dim
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.reshape(x.shape[: self.start_dim] + (-1,))
+
+
+class Sequential(Module):
+    """Apply the given modules one after another."""
+
+    def __init__(self, *modules: Module) -> None:
+        super().__init__()
+        for index, module in enumerate(modules):
+            setattr(self, str(index), module)
+
+    def __getitem__(self, index: int) -> Module:
+        return list(self._modules.values())[index]
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def forward(self, x: Any) -> Any:
+        for module in self._modules.values():
+            x = module(x)
+        return x
+
+
+def set_population_statistics(model: Module, batches: Iterable[Any]) -> None:
+    """The paper's Algorithm 2: replace running averages by population estimates.
+
+    Runs ``model`` in training mode (batch statistics, no gradient, running
+    statistics untouched) over ``batches`` and, for every BatchNorm layer,
+    sets  E[x] = mean of the batch means  and  Var[x] = m / (m - 1) * mean of
+    the (biased) batch variances, m being the values per channel in a batch:
+    the unbiased estimate of the population variance.
+    """
+    layers = [module for module in model.modules() if isinstance(module, _BatchNorm)]
+    if not layers:
+        raise ValueError("set_population_statistics: the model has no BatchNorm layer")
+    was_training = model.training
+    for layer in layers:
+        object.__setattr__(layer, "_collected", [])
+    try:
+        model.train()
+        with graph.no_grad():
+            for batch in batches:
+                model(batch if isinstance(batch, Tensor) else Tensor(batch))
+        for layer in layers:
+            collected = layer._collected
+            if not collected:
+                raise ValueError("set_population_statistics: no batches were given")
+            if layer.running_mean is None:
+                raise ValueError("set_population_statistics: a BatchNorm layer has track_running_stats=False")
+            xp = layer.running_mean.backend.xp
+            means = xp.stack([mean for mean, _, _ in collected])
+            variances = xp.stack([var for _, var, _ in collected])
+            m = collected[0][2]
+            layer.running_mean.data = means.mean(axis=0)
+            layer.running_var.data = variances.mean(axis=0) * (m / (m - 1))
+    finally:
+        for layer in layers:
+            object.__setattr__(layer, "_collected", None)
+        model.train(was_training)
