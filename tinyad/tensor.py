@@ -70,8 +70,10 @@ def _operand(tensor: "Tensor", other: Any, op: str) -> "Tensor":
             )
         return other
     if isinstance(other, (int, float)) and not isinstance(other, bool):
-        # a Python number adopts the tensor's dtype (NumPy 2's rule for scalars)
-        return Tensor._constant(tensor.backend.xp.asarray(other, dtype=tensor.data.dtype), tensor.backend)
+        # a Python number adopts the tensor's dtype where its kind fits (NumPy 2's
+        # rule for scalars): float32 + 0.5 stays float32, but int64 * 0.5 is float64
+        xp = tensor.backend.xp
+        return Tensor._constant(xp.asarray(other, dtype=xp.result_type(tensor.data.dtype, other)), tensor.backend)
     return None
 
 
@@ -102,14 +104,15 @@ def _normalize_axes(axis: Axis, ndim: int, op: str) -> tuple:
     if axis is None:
         return tuple(range(ndim))
     axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    bound = max(ndim, 1)  # a 0-d tensor accepts axis 0 or -1, as in PyTorch
     result = []
     for a in axes:
-        if not -ndim <= a < max(ndim, 1):
+        if not -bound <= a < bound:
             raise ValueError(f"{op}: axis {a} is out of range for a tensor with {ndim} dimensions")
-        result.append(a % ndim if ndim else 0)
+        result.append(a % bound)
     if len(set(result)) != len(result):
         raise ValueError(f"{op}: axis {axis} repeats an axis")
-    return tuple(sorted(result))
+    return tuple(sorted(result)) if ndim else ()  # a 0-d array has no axis to reduce
 
 
 def _expand_reduced(gradient: Any, input_shape: tuple, axes: tuple, keepdims: bool) -> Any:
@@ -483,10 +486,12 @@ class Tensor(Node):
         left = a.data[None, :] if a.data.ndim == 1 else a.data
         right = b.data[:, None] if b.data.ndim == 1 else b.data
         grad_c = upstream
-        if a.data.ndim == 1:
-            grad_c = xp.expand_dims(grad_c, -2)
+        # the right operand's axis first: for 1-D @ 1-D the upstream is 0-d,
+        # and only after it has one axis can the left's axis go in front of it
         if b.data.ndim == 1:
             grad_c = xp.expand_dims(grad_c, -1)
+        if a.data.ndim == 1:
+            grad_c = xp.expand_dims(grad_c, -2)
         grad_a = grad_b = None
         if a.requires_grad:
             grad_a = grad_c @ xp.swapaxes(right, -1, -2)
@@ -557,8 +562,12 @@ class Tensor(Node):
 
     def sigmoid(self) -> "Tensor":
         xp = self.backend.xp
-        # 1 / (1 + e^-x) = (1 + tanh(x / 2)) / 2: no overflow for large |x|
-        return _result(0.5 + 0.5 * xp.tanh(0.5 * self.data), (self,), "sigmoid", Tensor._sigmoid_backward, self.backend)
+        # 1 / (1 + e^-x) for x >= 0 and e^x / (1 + e^x) for x < 0: e^(large) is
+        # never formed, and sigmoid(-40) ~ 4e-18 keeps its relative precision
+        # ((1 + tanh(x / 2)) / 2 would cancel to exactly 0 there)
+        e = xp.exp(-xp.abs(self.data))
+        data = xp.where(self.data >= 0, 1 / (1 + e), e / (1 + e))
+        return _result(data, (self,), "sigmoid", Tensor._sigmoid_backward, self.backend)
 
     @staticmethod
     def _sigmoid_backward(node: "Tensor", upstream: Any) -> tuple:
@@ -660,7 +669,7 @@ class Tensor(Node):
         axes, keepdims = node.saved
         largest = _expand_reduced(node.data, a.data.shape, axes, keepdims)
         is_max = a.data == largest
-        ties = is_max.sum(axis=axes, keepdims=True)
+        ties = is_max.sum(axis=axes, keepdims=True).astype(upstream.dtype)  # int counts would promote float32
         gradient = _expand_reduced(upstream, a.data.shape, axes, keepdims)
         return (gradient * is_max / ties,)
 
@@ -688,7 +697,9 @@ class Tensor(Node):
         """Reorder the axes: output axis i is input axis dims[i]."""
         if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
             dims = tuple(dims[0])
-        if sorted(d % max(self.ndim, 1) for d in dims) != list(range(self.ndim)):
+        if any(not -self.ndim <= d < max(self.ndim, 1) for d in dims) or sorted(
+            d % max(self.ndim, 1) for d in dims
+        ) != list(range(self.ndim)):
             raise ValueError(f"permute: {dims} is not a permutation of the {self.ndim} axes of shape {self.shape}")
         dims = tuple(d % self.ndim for d in dims)
         data = self.backend.xp.transpose(self.data, dims)
@@ -934,8 +945,8 @@ def _extremum_backward(node: Tensor, upstream: Any) -> tuple:
     # the gradient goes to whichever input was picked; on a tie each gets half
     # (PyTorch's rule for maximum/minimum)
     a, b = node.parents
-    a_share = (a.data == node.data) * 1.0
-    b_share = (b.data == node.data) * 1.0
+    a_share = (a.data == node.data).astype(upstream.dtype)  # not * 1.0: keeps float32 float32
+    b_share = (b.data == node.data).astype(upstream.dtype)
     total = a_share + b_share
     return (
         _unbroadcast(upstream * (a_share / total), a.data.shape) if a.requires_grad else None,

@@ -1,0 +1,424 @@
+"""Graph semantics of the scalar engine: topological order, deep graphs,
+gradient accumulation, zero_grad, no_grad, per-edge messages, and freeing
+graphs by reference counting alone."""
+from __future__ import annotations
+
+import gc
+import math
+import sys
+import types
+import weakref
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+
+import tinyad
+import tinyad.graph
+from tinyad import Value
+
+from oracle import Expression, close, expressions, run_torch
+
+DEFAULT_RECURSION_LIMIT = 1000
+
+
+def assert_parents_come_first(order):
+    seen = set()
+    for node in order:
+        assert all(id(p) in seen for p in node.parents)
+        assert id(node) not in seen, "a node appears twice"
+        seen.add(id(node))
+
+
+# --------------------------------------------------------------------------
+# A chain of a million nodes, under the default recursion limit
+# --------------------------------------------------------------------------
+
+PAIRS = 500_000  # two op nodes per pair: 1,000,000 op nodes in the chain
+
+
+@pytest.fixture(scope="module")
+def million_chain():
+    """x -> (* -1.0) -> (+ 0.5) -> (* -1.0) -> ... : 1,000,000 op nodes."""
+    x = Value(2.0, label="x")
+    first = y = x * -1.0
+    y = y + 0.5
+    for _ in range(PAIRS - 1):
+        y = y * -1.0
+        y = y + 0.5
+    yield x, first, y
+    del x, first, y
+
+
+def test_recursion_limit_is_the_default_during_the_tests():
+    assert sys.getrecursionlimit() == DEFAULT_RECURSION_LIMIT
+
+
+def test_backward_through_a_million_node_chain_under_default_recursion_limit(million_chain):
+    x, first, root = million_chain
+    limit = sys.getrecursionlimit()
+    assert limit <= DEFAULT_RECURSION_LIMIT
+    root.backward()
+    assert sys.getrecursionlimit() == limit
+    # after an even number of negations and +0.5 steps the chain returns to x
+    assert root.data == 2.0
+    # 500,000 multiplications by -1: d root / d x = (-1)^500000
+    assert x.grad == 1.0
+    # the first node sits below 499,999 negations
+    assert first.grad == -1.0
+    # the constant -1.0 of the first multiplication gets x.data * upstream
+    assert first.parents[1].grad == 2.0 * -1.0
+
+
+def test_topological_order_of_a_million_node_chain_puts_parents_first(million_chain):
+    x, first, root = million_chain
+    order = tinyad.graph.topological_order(root)
+    # 1,000,000 op nodes, one constant leaf per op, and x
+    assert len(order) == 2 * 2 * PAIRS + 1
+    assert order[-1] is root
+    assert any(node is x for node in order[:2])
+    assert_parents_come_first(order)
+
+
+# --------------------------------------------------------------------------
+# Topological order on small graphs
+# --------------------------------------------------------------------------
+
+
+def test_topological_order_lists_a_reused_node_once_and_root_last():
+    x = Value(1.0)
+    a = x * x
+    b = a + x
+    c = b * a
+    order = tinyad.graph.topological_order(c)
+    assert order[-1] is c
+    assert sorted(map(id, order)) == sorted(map(id, [x, a, b, c]))
+    assert_parents_come_first(order)
+
+
+def test_topological_order_of_a_leaf_is_the_leaf():
+    x = Value(1.0)
+    assert tinyad.graph.topological_order(x) == [x]
+
+
+def test_backward_does_not_touch_nodes_outside_the_root_graph():
+    x = Value(0.5)
+    used = x.tanh()
+    unused = x.exp()
+    used.backward()
+    assert unused.grad == 0.0 and unused.messages is None
+
+
+# --------------------------------------------------------------------------
+# Accumulation like PyTorch
+# --------------------------------------------------------------------------
+
+
+def _tinyad_graph(x0, y0):
+    x, y = Value(x0), Value(y0)
+    h = x * y + x.tanh()
+    out = h.sigmoid() * h
+    return x, y, h, out
+
+
+def _torch_graph(x0, y0):
+    x = torch.tensor(x0, dtype=torch.float64, requires_grad=True)
+    y = torch.tensor(y0, dtype=torch.float64, requires_grad=True)
+    h = x * y + x.tanh()
+    h.retain_grad()
+    out = h.sigmoid() * h
+    out.retain_grad()
+    return x, y, h, out
+
+
+def test_backward_twice_doubles_leaf_and_intermediate_grads_like_torch():
+    nodes = _tinyad_graph(1.3, -0.7)
+    nodes[-1].backward()
+    nodes[-1].backward()
+    expected = _torch_graph(1.3, -0.7)
+    expected[-1].backward(retain_graph=True)
+    expected[-1].backward()
+    for name, got, want in zip("x y h out".split(), nodes, expected):
+        assert close(got.grad, want.grad.item(), 1e-12, 0.0), name
+    assert nodes[-1].grad == 2.0
+
+
+def test_second_backward_adds_exactly_the_first_pass_gradient():
+    x, y, h, out = _tinyad_graph(0.4, 2.2)
+    out.backward()
+    once = [x.grad, y.grad, h.grad]
+    out.backward()
+    assert [x.grad, y.grad, h.grad] == [2 * g for g in once]
+
+
+def test_zero_grad_on_a_node_resets_only_that_node():
+    x, y, h, out = _tinyad_graph(0.4, 2.2)
+    out.backward()
+    y_grad = y.grad
+    h.zero_grad()
+    assert h.grad == 0.0 and h.messages is None
+    assert y.grad == y_grad and x.grad != 0.0 and out.grad == 1.0
+
+
+def test_module_zero_grad_resets_every_node_so_next_backward_matches_torch():
+    x, y, h, out = _tinyad_graph(-0.9, 0.6)
+    out.backward()
+    out.backward()
+    tinyad.zero_grad(out)
+    for node in tinyad.graph.topological_order(out):
+        assert node.grad == 0.0 and node.messages is None
+    out.backward()
+    expected = _torch_graph(-0.9, 0.6)
+    expected[-1].backward()
+    for got, want in zip((x, y, h, out), expected):
+        assert close(got.grad, want.grad.item(), 1e-12, 0.0)
+
+
+def test_gradient_does_not_flow_into_node_that_does_not_require_grad():
+    x, c = Value(1.5), Value(3.0)
+    c.requires_grad = False
+    (x * c).backward()
+    assert c.grad == 0.0
+    assert x.grad == 3.0
+
+
+def test_backward_that_raises_leaves_no_stale_gradient_for_the_next_pass(monkeypatch):
+    def broken(node, upstream):
+        raise RuntimeError("broken backward")
+
+    x = Value(0.8)
+    with monkeypatch.context() as patch:
+        patch.setattr(Value, "_tanh_backward", staticmethod(broken))
+        out = (x * x).tanh() + x  # x receives a message before tanh's backward runs
+        with pytest.raises(RuntimeError, match="broken backward"):
+            out.backward()
+    assert x.grad == 0.0
+    (x * 3.0).backward()
+    assert x.grad == 3.0
+
+
+# --------------------------------------------------------------------------
+# no_grad / enable_grad
+# --------------------------------------------------------------------------
+
+
+def test_no_grad_records_no_parents_and_no_op():
+    x = Value(2.0)
+    with tinyad.no_grad():
+        assert not tinyad.is_grad_enabled()
+        y = (x * 3.0).tanh() + x
+    assert tinyad.is_grad_enabled()
+    assert y.parents == () and y.op == "" and y.backward_fn is None
+    assert y.data == math.tanh(6.0) + 2.0
+
+
+def test_backward_through_a_no_grad_result_does_not_reach_its_inputs():
+    x = Value(2.0)
+    with tinyad.no_grad():
+        frozen = x * 3.0
+    (frozen * x).backward()
+    assert frozen.grad == 2.0
+    assert x.grad == 6.0  # only through the recorded edge, not through frozen
+
+
+def test_nested_no_grad_stays_disabled_until_the_outer_block_ends():
+    with tinyad.no_grad():
+        with tinyad.no_grad():
+            assert not tinyad.is_grad_enabled()
+        assert not tinyad.is_grad_enabled()
+        y = Value(1.0) + 1.0
+    assert tinyad.is_grad_enabled()
+    assert y.parents == ()
+
+
+def test_enable_grad_records_inside_no_grad_and_restores_no_grad():
+    x = Value(1.5)
+    with tinyad.no_grad():
+        with tinyad.enable_grad():
+            assert tinyad.is_grad_enabled()
+            y = x * x
+        assert not tinyad.is_grad_enabled()
+        z = x * x
+    assert y.parents == (x, x) and y.op == "*"
+    assert z.parents == ()
+    y.backward()
+    assert x.grad == 3.0
+
+
+def test_no_grad_is_restored_after_an_exception_inside_the_block():
+    with pytest.raises(ValueError):
+        with tinyad.no_grad():
+            Value(-1.0).log()
+    assert tinyad.is_grad_enabled()
+    assert (Value(1.0) + 1.0).parents != ()
+
+
+def test_enable_grad_is_restored_to_disabled_after_an_exception_inside_it():
+    with tinyad.no_grad():
+        with pytest.raises(ValueError):
+            with tinyad.enable_grad():
+                Value(0.0).log()
+        assert not tinyad.is_grad_enabled()
+    assert tinyad.is_grad_enabled()
+
+
+# --------------------------------------------------------------------------
+# Per-edge gradient messages
+# --------------------------------------------------------------------------
+
+
+def incoming_totals(root):
+    """For each node, the sum of the messages arriving from all its consumers."""
+    totals = {}
+    for parent, consumer, message in tinyad.edges(root):
+        assert message is not None, f"no message on an edge into {consumer!r}"
+        totals[id(parent)] = totals.get(id(parent), 0.0) + message
+    return totals
+
+
+def assert_messages_sum_to_grad(root, rel=1e-12, abs_=1e-12):
+    totals = incoming_totals(root)
+    for node in tinyad.graph.topological_order(root):
+        if node is root:
+            assert id(node) not in totals
+            continue
+        assert close(totals[id(node)], node.grad, rel, abs_), (
+            f"{node!r}: messages sum to {totals[id(node)]!r}"
+        )
+
+
+def test_message_is_exported_at_package_level():
+    assert tinyad.message is tinyad.graph.message
+    assert tinyad.edges is tinyad.graph.edges
+
+
+def test_product_sends_each_factor_the_other_factor_times_upstream():
+    x, y = Value(2.0), Value(-5.0)
+    z = x * y
+    out = z.tanh()
+    out.backward()
+    upstream = 1.0 - math.tanh(-10.0) ** 2
+    assert close(z.grad, upstream, 1e-12, 0.0)
+    assert tinyad.message(z, x) == y.data * z.grad
+    assert tinyad.message(z, y) == x.data * z.grad
+
+
+def test_square_message_sums_both_edges_to_two_x():
+    x = Value(3.0)
+    z = x * x
+    z.backward()
+    assert tinyad.message(z, x) == 6.0
+    into_x = [m for p, c, m in tinyad.edges(z) if p is x and c is z]
+    assert into_x == [3.0, 3.0]
+
+
+def test_edges_list_every_edge_with_none_before_backward():
+    x, y = Value(1.0), Value(2.0)
+    z = x * y + x
+    found = tinyad.edges(z)
+    assert len(found) == 4  # x->*, y->*, *->+, x->+
+    assert all(message is None for _, _, message in found)
+
+
+def test_message_before_backward_raises_value_error():
+    x, y = Value(1.0), Value(2.0)
+    z = x * y
+    with pytest.raises(ValueError, match="backward"):
+        tinyad.message(z, x)
+
+
+def test_message_for_a_non_edge_raises_value_error():
+    x, y = Value(1.0), Value(2.0)
+    z = x * y
+    w = z + 1.0
+    w.backward()
+    with pytest.raises(ValueError, match="not an input"):
+        tinyad.message(w, x)  # x reaches w only through z
+    with pytest.raises(ValueError, match="not an input"):
+        tinyad.message(x, z)  # wrong direction
+
+
+def test_messages_accumulate_across_two_backward_calls_like_grad():
+    x, y = Value(0.7), Value(-1.3)
+    z = x * y
+    out = z.exp() + z
+    out.backward()
+    once = tinyad.message(z, x)
+    out.backward()
+    assert tinyad.message(z, x) == 2 * once
+    assert_messages_sum_to_grad(out)
+
+
+def test_messages_arriving_at_each_node_sum_to_its_grad():
+    x, y = Value(0.3), Value(-0.8)
+    h = (x * y).tanh()
+    out = h * h + h.sigmoid() * x - y / (h + 2.0)
+    out.backward()
+    assert_messages_sum_to_grad(out)
+
+
+def test_messages_sum_to_grad_with_a_seed():
+    x = Value(1.1)
+    out = x.exp() * x + x
+    out.backward(-3.0)
+    assert_messages_sum_to_grad(out)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(expressions())
+def test_random_expression_messages_arriving_at_each_node_sum_to_its_grad(expr: Expression):
+    leaves = [Value(x) for x in expr.inputs]
+    out = expr(*leaves)
+    out.backward()
+    assert_messages_sum_to_grad(out, rel=1e-9, abs_=1e-9)
+    # and the leaves' grads are torch's
+    _, expected = run_torch(expr, *expr.inputs)
+    for leaf, want in zip(leaves, expected):
+        assert close(leaf.grad, want, 1e-9, 1e-9)
+
+
+# --------------------------------------------------------------------------
+# No reference cycles: reference counting alone frees a graph
+# --------------------------------------------------------------------------
+
+
+def _build_every_op(x, y):
+    a = (x * y + x - y) / (y * y + 1.0)
+    b = a.tanh() + a.sigmoid() + a.relu() + a.abs() + (-a)
+    c = (b * b + 1.0).sqrt().log() + b.exp() + (x * x + 1.0) ** 1.5
+    d = (x.sigmoid() + 0.5) ** y + 2.0 ** x + 2 - x + 3 * y + 1 / (y * y + 1.0)
+    return (c * d + abs(c)) * 0.5
+
+
+def test_every_node_stores_a_plain_function_never_a_closure():
+    x, y = Value(0.4), Value(-1.3)
+    out = _build_every_op(x, y)
+    for node in tinyad.graph.topological_order(out):
+        fn = node.backward_fn
+        if not node.parents:
+            assert fn is None
+            continue
+        assert getattr(fn, "__closure__", None) is None, node.op
+        assert isinstance(fn, types.FunctionType), node.op  # not a bound method
+        assert "<locals>" not in fn.__qualname__, node.op  # not made per call
+
+
+@pytest.mark.parametrize("run_backward", [False, True], ids=["built", "after_backward"])
+def test_graph_is_freed_by_reference_counting_alone(run_backward):
+    was_enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        x, y = Value(0.4), Value(-1.3)
+        out = _build_every_op(x, y)
+        if run_backward:
+            out.backward()
+        nodes = tinyad.graph.topological_order(out)
+        refs = [weakref.ref(node) for node in nodes]
+        assert len(refs) > 40
+        del nodes, out, x, y
+        alive = [ref() for ref in refs if ref() is not None]
+        assert alive == [], f"{len(alive)} nodes kept alive by reference cycles"
+    finally:
+        if was_enabled:
+            gc.enable()
