@@ -436,7 +436,8 @@ class Tensor(Node):
             return (upstream * 0,)
         if exponent == 2:  # the square, as in a variance: 2a, without a general power
             return (upstream * (2 * a.data),)
-        return (upstream * (exponent * a.data ** (exponent - 1)),)
+        with _quiet(node.backend.xp):  # 0 ** (n - 1) = +inf for n < 1, as in PyTorch
+            return (upstream * (exponent * a.data ** (exponent - 1)),)
 
     def __rpow__(self, base: TensorLike) -> "Tensor":
         base = _operand(self, base, "**")

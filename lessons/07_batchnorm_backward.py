@@ -1,0 +1,117 @@
+"""Lesson 7: how the gradient of one sample comes back through BatchNorm.
+
+What you will learn
+-------------------
+In an ordinary layer, the gradient of sample i depends on sample i only. In
+BatchNorm (Ioffe & Szegedy, 2015) every sample also feeds the batch mean and
+the batch variance, and those feed every output. So the gradient of sample i
+comes back along three routes:
+
+    dL/dx_i =  dL/dx_hat_i * inv_std              (its own normalized value)
+             + dL/dvar * 2 (x_i - mean) / m        (through the batch variance)
+             + dL/dmean / m                        (through the batch mean)
+
+This script builds BatchNorm over 4 scalar samples, one node per number, runs
+backward, measures the three routes in the engine, checks them against the
+hand derivation, and draws the graph with the routes coloured.
+
+Run:  python lessons/07_batchnorm_backward.py [--quick] [--wrong] [--out DIR]
+"""
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+import tinyad
+from tinyad import Value, viz
+from tinyad.nn.functional import batch_norm_scalar
+
+parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+parser.add_argument("--quick", action="store_true", help="skip nothing heavy (this lesson is small anyway)")
+parser.add_argument("--wrong", action="store_true", help="use a wrong answer in the exercise to see what it reports")
+parser.add_argument("--out", default="lesson-output/07_batchnorm_backward", help="folder for the pictures")
+args = parser.parse_args()
+out_dir = Path(args.out)
+
+# --- Step 1: four samples of one feature, normalized -------------------------
+# Every number is a Value; gamma and beta are the layer's scale and shift.
+samples = [Value(v, label=f"x[{i}]") for i, v in enumerate([1.0, 2.5, -0.5, 4.0])]
+gamma, beta = Value(1.5, label="gamma"), Value(0.2, label="beta")
+outputs = [row[0] for row in batch_norm_scalar([[x] for x in samples], [gamma], [beta])]
+print("inputs :", [x.data for x in samples])
+print("outputs:", [round(y.data, 4) for y in outputs])
+print("mean of outputs = beta:", round(sum(y.data for y in outputs) / 4, 6))
+
+# --- Step 2: a loss that weighs the outputs differently, and backward --------
+# (If the loss were the plain sum of outputs, every dL/dx_i would be 0: the
+# outputs always sum to 4 * beta, whatever the inputs. Try it!)
+weights = [1.0, -2.0, 0.5, 3.0]
+loss = sum((w * y for w, y in zip(weights, outputs)), Value(0.0))
+loss.label = "L"
+loss.backward()
+print("\ndL/dx_i:", [round(x.grad, 6) for x in samples])
+
+# --- Step 3: the three routes, measured in the engine ------------------------
+# viz.routes splits x_i.grad by the first of the named nodes each path meets.
+i = 2
+x_i = samples[i]
+x_hat_i = tinyad.find(loss, f"x_hat[{i},0]")
+batch_var = tinyad.find(loss, "batch_var[0]")
+batch_mean = tinyad.find(loss, "batch_mean[0]")
+contributions = viz.routes(x_i, loss, [x_hat_i, batch_var, batch_mean])
+print(f"\nroutes of dL/dx[{i}]:")
+for name, value in contributions.items():
+    print(f"  via {name:12s} {value: .12f}")
+route_sum = sum(contributions.values())
+print(f"  sum           {route_sum: .12f}   (x[{i}].grad = {x_i.grad:.12f}, difference {abs(route_sum - x_i.grad):.1e})")
+
+# --- Step 4: the same three terms from the hand derivation -------------------
+x = np.array([[s.data] for s in samples])
+dy = np.array([[y.grad for y in outputs]]).T
+hand = tinyad.check.batch_norm_backward_steps(x, np.array([gamma.data]), dy)
+m = len(samples)
+inv_std = 1.0 / np.sqrt(x.var() + 1e-5)
+hand_routes = {
+    "direct": hand["x_hat"][i, 0] * inv_std,
+    "variance": hand["batch_var"][0, 0] * 2 * (x[i, 0] - x.mean()) / m,
+    "mean": hand["batch_mean"][0, 0] / m,
+}
+print("\nhand derivation against the engine:")
+rows = [
+    tinyad.check.compare("direct", hand_routes["direct"], contributions[x_hat_i.label], show=False),
+    tinyad.check.compare("via variance", hand_routes["variance"], contributions[batch_var.label], show=False),
+    tinyad.check.compare("via mean", hand_routes["mean"], contributions[batch_mean.label], show=False),
+    tinyad.check.compare("dx (steps)", hand["x"][:, 0], np.array([s.grad for s in samples]), show=False),
+    tinyad.check.compare(
+        "dx (compact)",
+        tinyad.check.batch_norm_backward_compact(x, np.array([gamma.data]), dy)[:, 0],
+        np.array([s.grad for s in samples]),
+        show=False,
+    ),
+]
+print(tinyad.check.format_table(rows))
+
+
+# --- Exercise: the route through the batch mean --------------------------------
+# Fill in dL/dx_i through the batch mean, given dL/dmean and the batch size m.
+def route_through_mean(dL_dmean: float, m: int) -> float:
+    if args.wrong:
+        return dL_dmean  # forgot that the mean averages: d mean / d x_i = 1/m
+    return dL_dmean / m
+
+
+answer = route_through_mean(batch_mean.grad, m)
+verdict = tinyad.check.compare("your answer", answer, contributions[batch_mean.label], show=False)
+print(f"\nexercise: your route through the mean = {answer:.6f}, engine = {contributions[batch_mean.label]:.6f}:",
+      "right!" if verdict.approximate else "not yet: how much does the mean move when x_i moves by 1?")
+
+# --- Step 5: the picture -----------------------------------------------------
+drawing = viz.draw(
+    loss, highlight=x_i, through=[x_hat_i, batch_var, batch_mean],
+    title=f"BatchNorm over 4 samples: the three routes of dL/dx[{i}]",
+)
+try:
+    picture = drawing.render(out_dir / "batchnorm_routes.png")
+    print(f"\npicture: {picture}  (red: own x_hat, blue: batch variance, green: batch mean)")
+except viz.RendererMissing as missing:
+    print(f"\n{missing}\nDOT source: {out_dir / 'batchnorm_routes.dot'}")
