@@ -182,6 +182,8 @@ def _composed_batch_norm(input, running_mean, running_var, weight, bias, use_bat
         out = _labelled(out * _channel_view(weight, x.ndim, "gamma"), "gamma * x_hat")
     if bias is not None:
         out = out + _channel_view(bias, x.ndim, "beta")
+    if weight is None and bias is None:
+        return out, mean_data, var_data  # without gamma and beta, y is x_hat itself
     return _labelled(out, "y"), mean_data, var_data
 
 

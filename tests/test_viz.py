@@ -1,0 +1,169 @@
+"""The drawing: DOT structure, escaping, gradient routes, rendering without `dot`."""
+import re
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import tinyad
+from tinyad import Value, viz
+from tinyad.nn.functional import batch_norm_scalar
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def scalar_batch_norm_loss(values, weights):
+    samples = [Value(v, label=f"x[{i}]") for i, v in enumerate(values)]
+    outputs = [row[0] for row in batch_norm_scalar([[x] for x in samples], [Value(1.5, "gamma")], [Value(0.2, "beta")])]
+    loss = sum((w * y for w, y in zip(weights, outputs)), Value(0.0))
+    return samples, outputs, loss
+
+
+def png_size(data: bytes) -> tuple:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    return struct.unpack(">II", data[16:24])
+
+
+def test_routes_add_up_to_grad_and_match_the_hand_derivation():
+    values = [1.0, 2.5, -0.5, 4.0, 0.3]
+    weights = [1.0, -2.0, 0.5, 3.0, -1.0]
+    samples, outputs, loss = scalar_batch_norm_loss(values, weights)
+    loss.backward()
+    x = np.array(values)[:, None]
+    dy = np.array([[y.grad for y in outputs]]).T
+    hand = tinyad.check.batch_norm_backward_steps(x, np.array([1.5]), dy)
+    m, inv_std = len(values), 1 / np.sqrt(x.var() + 1e-5)
+    for i, sample in enumerate(samples):
+        through = [tinyad.find(loss, f"x_hat[{i},0]"), tinyad.find(loss, "batch_var[0]"), tinyad.find(loss, "batch_mean[0]")]
+        parts = viz.routes(sample, loss, through)
+        assert abs(sum(parts.values()) - sample.grad) < 1e-12
+        assert parts["other"] == pytest.approx(0.0, abs=1e-12)
+        assert parts[f"x_hat[{i},0]"] == pytest.approx(hand["x_hat"][i, 0] * inv_std, abs=1e-12)
+        assert parts["batch_var[0]"] == pytest.approx(hand["batch_var"][0, 0] * 2 * (x[i, 0] - x.mean()) / m, abs=1e-12)
+        assert parts["batch_mean[0]"] == pytest.approx(hand["batch_mean"][0, 0] / m, abs=1e-12)
+
+
+def test_routes_before_backward_is_refused():
+    samples, _, loss = scalar_batch_norm_loss([1.0, 2.0, 4.0], [1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match="backward"):
+        viz.routes(samples[0], loss, [tinyad.find(loss, "batch_mean[0]")])
+
+
+def test_draw_shows_every_node_and_edge():
+    a, b = Value(2.0, "a"), Value(-3.0, "b")
+    out = (a * b).tanh()
+    out.backward()
+    source = viz.draw(out).source
+    assert source.count("->") == 3  # a->*, b->*, *->tanh
+    assert 'label="a\\ndata: 2\\ngrad:' in source
+    assert "op: tanh" in source
+    assert "peripheries=2" in source  # the output is styled apart
+
+
+def test_draw_before_backward_says_so_instead_of_showing_zero_gradients():
+    out = Value(2.0, "a") * Value(3.0, "b")
+    source = viz.draw(out).source
+    assert "backward() has not run yet" in source
+    assert "grad: 0" not in source
+
+
+def test_highlighted_routes_are_coloured_and_labelled_with_messages():
+    samples, _, loss = scalar_batch_norm_loss([1.0, 2.5, -0.5, 4.0], [1.0, -2.0, 0.5, 3.0])
+    loss.backward()
+    through = [tinyad.find(loss, "x_hat[2,0]"), tinyad.find(loss, "batch_var[0]"), tinyad.find(loss, "batch_mean[0]")]
+    source = viz.draw(loss, highlight=samples[2], through=through).source
+    for colour in viz.ROUTE_COLOURS[:3]:
+        assert f'color="{colour}"' in source
+    assert "via batch_mean[0]" in source and "sum = x[2].grad" in source
+
+
+@pytest.mark.parametrize("label", ['say "hi"', "a\\b", "{brace} <angle> |bar|", "two\nlines", 'x"]; evil [color="red'])
+def test_labels_are_escaped(label):
+    node = Value(1.0, label) * 2.0
+    source = viz.draw(node).source
+    quoted = re.compile(r'^\s*n\d+ \[label="((?:[^"\\]|\\.)*)"(.*)$')
+    node_lines = [line for line in source.splitlines() if re.match(r"^\s*n\d+ \[", line)]
+    assert len(node_lines) == 3
+    for line in node_lines:
+        match = quoted.match(line)
+        assert match, line
+        # after the one label string come only our own attributes
+        assert match.group(2).startswith(", style="), line
+    # Graphviz itself accepts the text
+    pygraphviz = pytest.importorskip("pygraphviz")
+    graph = pygraphviz.AGraph(string=source)
+    assert len(graph.nodes()) == 3
+
+
+def test_max_nodes_is_a_clear_error():
+    x = Value(1.0)
+    for _ in range(50):
+        x = x * 1.01
+    with pytest.raises(ValueError, match="max_nodes"):
+        viz.draw(x, max_nodes=20)
+
+
+def test_png_renders_with_dot_hidden_from_path(tmp_path, monkeypatch):
+    pytest.importorskip("pygraphviz")
+    monkeypatch.setattr(viz.shutil, "which", lambda name: None)
+    out = (Value(2.0, "a") * Value(3.0, "b")).tanh()
+    out.backward()
+    path = viz.draw(out).render(tmp_path / "g.png")
+    width, height = png_size(path.read_bytes())
+    assert 50 < width < 5000 and 20 < height < 5000
+    assert (tmp_path / "g.dot").exists()
+
+
+def test_svg_renders_and_repr_svg_is_svg():
+    pytest.importorskip("pygraphviz")
+    out = Value(2.0, "a") + 1.0
+    out.backward()
+    assert "<svg" in viz.draw(out)._repr_svg_()
+
+
+def test_without_any_renderer_the_error_names_the_package(tmp_path, monkeypatch):
+    monkeypatch.setattr(viz.shutil, "which", lambda name: None)
+    monkeypatch.setitem(sys.modules, "pygraphviz", None)
+    out = Value(2.0, "a") + 1.0
+    with pytest.raises(viz.RendererMissing, match="pip install 'pygraphviz"):
+        viz.draw(out).render(tmp_path / "g.png")
+    assert (tmp_path / "g.dot").exists()  # the DOT text is still written
+
+
+def test_tensor_graphs_draw_too():
+    x = tinyad.Tensor(np.arange(6.0).reshape(2, 3), requires_grad=True, label="x")
+    y = tinyad.nn.functional.batch_norm(x, None, None, training=True)
+    y.sum().backward()
+    source = viz.draw(y.sum()).source
+    for label in ("batch_mean", "batch_var", "inv_std", "x_hat"):
+        assert label in source
+
+
+def test_lesson_07_prints_routes_that_sum_to_the_gradient(tmp_path):
+    done = subprocess.run(
+        [sys.executable, str(REPO / "lessons" / "07_batchnorm_backward.py"), "--quick", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    summary = next(line for line in lines if line.strip().startswith("sum"))
+    total = float(summary.split()[1])
+    grad = float(summary.split("x[2].grad = ")[1].split(",")[0])
+    assert abs(total - grad) < 1e-12
+    assert "right!" in done.stdout
+    table = [line for line in lines if "|" in line and not line.startswith("name") and not line.startswith("-")]
+    assert table and all(line.split("|")[2].strip() == "True" for line in table)
+    assert (tmp_path / "batchnorm_routes.dot").exists()
+    assert (tmp_path / "batchnorm_routes.png").exists()
+
+
+def test_lesson_07_wrong_answer_is_reported(tmp_path):
+    done = subprocess.run(
+        [sys.executable, str(REPO / "lessons" / "07_batchnorm_backward.py"), "--wrong", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "not yet" in done.stdout
