@@ -84,7 +84,7 @@ def test_highlighted_routes_are_coloured_and_labelled_with_messages():
 def test_labels_are_escaped(label):
     node = Value(1.0, label) * 2.0
     source = viz.draw(node).source
-    quoted = re.compile(r'^\s*n\d+ \[label="((?:[^"\\]|\\.)*)"(.*)$')
+    quoted = re.compile(r'^\s*n\d+ \[id="n\d+", label="((?:[^"\\]|\\.)*)"(.*)$')
     node_lines = [line for line in source.splitlines() if re.match(r"^\s*n\d+ \[", line)]
     assert len(node_lines) == 3
     for line in node_lines:

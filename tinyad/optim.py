@@ -76,17 +76,21 @@ class Adam(Optimizer):
         super().__init__(params)
         self.lr, self.betas, self.eps, self.weight_decay = lr, betas, eps, weight_decay
         self.steps = 0
+        # per parameter, as in torch: a parameter without a gradient on some
+        # step is skipped and its bias correction does not advance
+        self.param_steps = [0] * len(self.params)
         self.first_moments = [None] * len(self.params)
         self.second_moments = [None] * len(self.params)
 
     def step(self) -> None:
         self.steps += 1
         beta1, beta2 = self.betas
-        correction1 = 1 - beta1**self.steps
-        correction2 = 1 - beta2**self.steps
         for index, param in enumerate(self.params):
             if param.grad is None:
                 continue
+            self.param_steps[index] += 1
+            correction1 = 1 - beta1 ** self.param_steps[index]
+            correction2 = 1 - beta2 ** self.param_steps[index]
             xp = param.backend.xp
             grad = param.grad
             if self.weight_decay:

@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 from .graph import Node, topological_order
 
-__all__ = ["draw", "Drawing", "routes", "escape"]
+__all__ = ["draw", "Drawing", "routes", "escape", "animate", "RendererMissing"]
 
 ROUTE_COLOURS = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
 
@@ -212,24 +212,31 @@ def draw(
     rankdir: str = "LR",
     max_nodes: int = 400,
     title: str = "",
+    collapse: Sequence[str] = (),
 ) -> Drawing:
     """DOT drawing of the graph under ``root``.
 
     Each box shows the node's label, its op, its data and its grad. Inputs,
     parameters, intermediates and the output are filled differently (legend
     at the bottom). With ``highlight=x`` and ``through=[...]`` every edge on a
-    route from x to one of ``through`` nodes is coloured by route and labelled
-    with the gradient message it carried, and the legend lists each route's
-    contribution to x.grad. Graphs larger than ``max_nodes`` are refused with
-    a message (draw a smaller example, or raise the cap).
+    route from x to one of the ``through`` nodes is coloured by route and
+    labelled with the gradient message it carried, and the legend lists each
+    route's contribution to x.grad.
+
+    Big graphs: ``collapse=["centered", "x_hat"]`` draws all nodes whose label
+    starts with one of those prefixes as one box per prefix, and nodes
+    without a label that only feed one group are folded into it. A graph
+    that still has more than ``max_nodes`` boxes is refused with a message.
     """
     order = topological_order(root)
-    if len(order) > max_nodes:
-        raise ValueError(
-            f"draw: the graph has {len(order)} nodes, more than max_nodes={max_nodes}; "
-            "draw a smaller example (fewer samples or features) or pass a larger max_nodes"
-        )
     backward_done = root.messages is not None or (not root.parents and root.grad not in (None, 0.0))
+    group_of = _groups(order, collapse, root)
+    boxes = len({group_of.get(id(node), id(node)) for node in order})
+    if boxes > max_nodes:
+        raise ValueError(
+            f"draw: the graph has {boxes} boxes to draw, more than max_nodes={max_nodes}; "
+            "draw a smaller example, group nodes with collapse=[label prefixes], or pass a larger max_nodes"
+        )
     ids = {id(node): f"n{index}" for index, node in enumerate(order)}
     lines = [
         "digraph tinyad {",
@@ -247,11 +254,19 @@ def draw(
         for number, target in enumerate(through):
             for edge in _route_edges(order, target, highlight, {id(t) for t in through}, above):
                 route_of_edge.setdefault(edge, number)
-            legend_routes.append(
-                f"via {_name(target)}: {_summary(contributions[_name(target)])}"
-            )
+            legend_routes.append(f"via {_name(target)}: {_summary(contributions[_name(target)])}")
         legend_routes.append(f"sum = {_name(highlight)}.grad = {_summary(highlight.grad)}")
+    drawn_groups: dict[str, str] = {}
     for node in order:
+        group = group_of.get(id(node))
+        if group is not None:
+            if group not in drawn_groups:
+                drawn_groups[group] = f"g{len(drawn_groups)}"
+                members = sum(1 for other in order if group_of.get(id(other)) == group)
+                text = escape(f"{group}*\n{members} nodes (collapsed)")
+                lines.append(f'  {drawn_groups[group]} [id="{drawn_groups[group]}", label="{text}", '
+                             'style="filled,dashed", fillcolor="#eeeeee"];')
+            continue
         kind = _kind(node, root)
         grad_text = _summary(node.grad) if backward_done else "(run backward() first)"
         rows = [node.label or ("" if node.parents else "leaf")]
@@ -261,18 +276,28 @@ def draw(
         rows.append(f"grad: {grad_text}")
         text = escape("\n".join(row for row in rows if row))
         extra = ', penwidth=3, color="#d62728"' if node is highlight else ""
-        lines.append(f'  {ids[id(node)]} [label="{text}", {STYLES[kind]}{extra}];')
+        lines.append(f'  {ids[id(node)]} [id="{ids[id(node)]}", label="{text}", {STYLES[kind]}{extra}];')
+
+    def box(node: Node) -> str:
+        group = group_of.get(id(node))
+        return drawn_groups[group] if group is not None else ids[id(node)]
+
+    drawn_edges: set[tuple[str, str]] = set()
     for node in order:
         for index, parent in enumerate(node.parents):
+            tail, head = box(parent), box(node)
             key = (id(parent), id(node))
             attributes = []
-            if key in route_of_edge:
+            if key in route_of_edge and tail != head:
                 colour = ROUTE_COLOURS[route_of_edge[key] % len(ROUTE_COLOURS)]
                 message = node.messages[index] if node.messages is not None else None
                 attributes += [f'color="{colour}"', "penwidth=2.5", f'fontcolor="{colour}"',
                                f'label="{escape(_summary(message))}"']
+            elif tail == head or (tail, head) in drawn_edges:
+                continue  # inside one group, or a parallel edge between groups already drawn
+            drawn_edges.add((tail, head))
             suffix = f" [{', '.join(attributes)}]" if attributes else ""
-            lines.append(f"  {ids[id(parent)]} -> {ids[id(node)]}{suffix};")
+            lines.append(f"  {tail} -> {head}{suffix};")
     legend = [title] if title else []
     if not backward_done:
         legend.append("backward() has not run yet: no gradients to show")
@@ -281,6 +306,32 @@ def draw(
     lines.append(f'  label="{escape(chr(10).join(legend))}"; labelloc="b"; fontsize=11;')
     lines.append("}")
     return Drawing("\n".join(lines) + "\n")
+
+
+def _groups(order: list[Node], prefixes: Sequence[str], root: Node) -> dict[int, str]:
+    """Map node ids to the label prefix whose group they are drawn in."""
+    if not prefixes:
+        return {}
+    group_of: dict[int, str] = {}
+    for node in order:
+        if node is root:
+            continue
+        for prefix in prefixes:
+            if node.label and node.label.startswith(prefix):
+                group_of[id(node)] = prefix
+                break
+    # fold unlabelled helper nodes (sums, constants) into the group they all feed
+    consumers: dict[int, set] = {}
+    for node in order:
+        for parent in node.parents:
+            consumers.setdefault(id(parent), set()).add(id(node))
+    for node in reversed(order):
+        if node.label or id(node) in group_of or node is root:
+            continue
+        targets = {group_of.get(c) for c in consumers.get(id(node), ())}
+        if len(targets) == 1 and None not in targets:
+            group_of[id(node)] = targets.pop()
+    return group_of
 
 
 def _route_edges(order: list[Node], target: Node, x: Node, cut: set[int], above_x: set[int]) -> set[tuple[int, int]]:
@@ -305,3 +356,93 @@ def _route_edges(order: list[Node], target: Node, x: Node, cut: set[int], above_
                 on_route.add(id(node))
                 edges_found.add((id(parent), id(node)))
     return edges_found
+
+
+# ---------------------------------------------------------------------------
+# animation of the backward pass
+# ---------------------------------------------------------------------------
+
+_ANIMATION_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>__TITLE__</title>
+<style>
+ body { font-family: Helvetica, Arial, sans-serif; margin: 1em; }
+ #controls button { font-size: 1em; margin-right: .4em; }
+ #caption { margin: .6em 0; min-height: 1.4em; }
+ #picture svg { max-width: 100%; height: auto; }
+ .arrived polygon { fill: #ffe28a !important; }
+ .current polygon { fill: #ff9f43 !important; }
+</style></head><body>
+<h2>__TITLE__</h2>
+<p>The backward pass visits the nodes in reverse topological order: a node's gradient
+is complete only after every node that consumed it has sent its message back.</p>
+<div id="controls"><button id="play">play</button><button id="step">step</button><button id="reset">reset</button>
+<span id="counter"></span></div>
+<div id="caption"></div>
+<div id="picture">__SVG__</div>
+<script>
+const steps = __STEPS__;
+let done = 0, timer = null;
+function gradText(group) { const texts = group.querySelectorAll("text"); return texts[texts.length - 1]; }
+function show() {
+  steps.forEach((step, k) => {
+    const group = document.getElementById(step.id); if (!group) return;
+    group.classList.toggle("arrived", k < done - 1);
+    group.classList.toggle("current", k === done - 1);
+    gradText(group).textContent = k < done ? step.grad : "grad: ?";
+  });
+  document.getElementById("counter").textContent = done + " / " + steps.length;
+  document.getElementById("caption").textContent = done ? steps[done - 1].caption : "Press step or play.";
+}
+function step() { if (done < steps.length) { done += 1; show(); } else { stop(); } }
+function stop() { clearInterval(timer); timer = null; document.getElementById("play").textContent = "play"; }
+document.getElementById("step").onclick = () => { stop(); step(); };
+document.getElementById("reset").onclick = () => { stop(); done = 0; show(); };
+document.getElementById("play").onclick = () => {
+  if (timer) { stop(); return; }
+  if (done >= steps.length) done = 0;
+  document.getElementById("play").textContent = "pause"; timer = setInterval(step, 700);
+};
+show();
+</script></body></html>
+"""
+
+
+def animate(root: Node, path: str | Path, title: str = "The backward pass, node by node", **draw_options: Any) -> Path:
+    """Write a self-contained HTML page that replays backward on the graph of ``root``.
+
+    The graph is drawn once (``draw``'s options apply); the page's script then
+    reveals the gradients one node at a time in the order backward computed
+    them, with a caption saying which consumers the gradient arrived from.
+    Call ``root.backward()`` first.
+    """
+    import html
+    import json
+
+    if root.messages is None and root.parents:
+        raise ValueError("animate: call backward() on the root first: there is nothing to replay yet")
+    drawing = draw(root, title=title, **draw_options)
+    svg = render_bytes(drawing.source, "svg").decode("utf-8")
+    svg = svg[svg.index("<svg"):]  # drop the XML prologue and doctype
+    order = topological_order(root)
+    ids = {id(node): f"n{index}" for index, node in enumerate(order)}
+    consumers: dict[int, list[Node]] = {}
+    for node in order:
+        for parent in node.parents:
+            consumers.setdefault(id(parent), []).append(node)
+    steps = []
+    for node in reversed(order):
+        sources = consumers.get(id(node), [])
+        names = ", ".join(_name(c) for c in sources[:4]) + (" ..." if len(sources) > 4 else "")
+        arrival = f"arrived from {names}" if sources else "seeded: dL/dL = 1"
+        steps.append({
+            "id": ids[id(node)],
+            "grad": f"grad: {_summary(node.grad)}",
+            "caption": f"{_name(node)}: dL/d({_name(node)}) = {_summary(node.grad)}, {arrival}",
+        })
+    page = (_ANIMATION_PAGE.replace("__TITLE__", html.escape(title))
+            .replace("__STEPS__", json.dumps(steps).replace("</", "<\\/"))
+            .replace("__SVG__", svg))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(page, encoding="utf-8")
+    return path

@@ -44,6 +44,10 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
 
 def mse_loss(input: Tensor, target: Any) -> Tensor:
     """Mean of the squared differences (PyTorch's reduction='mean')."""
+    if not isinstance(target, Tensor):
+        # an array target must become a (constant) Tensor: ``Tensor - ndarray``
+        # would otherwise fall through to NumPy and build an object array
+        target = Tensor(target, dtype=input.dtype, device=input.device)
     difference = input - target
     return (difference * difference).mean()
 
