@@ -320,17 +320,20 @@ def _groups(order: list[Node], prefixes: Sequence[str], root: Node) -> dict[int,
             if node.label and node.label.startswith(prefix):
                 group_of[id(node)] = prefix
                 break
-    # fold unlabelled helper nodes (sums, constants) into the group they all feed
-    consumers: dict[int, set] = {}
+    # fold unlabelled helper nodes (running sums, constants, products) into the
+    # group of the one node they feed, or into "(inputs of <that node>)"
+    consumers: dict[int, list] = {}
     for node in order:
         for parent in node.parents:
-            consumers.setdefault(id(parent), set()).add(id(node))
+            consumers.setdefault(id(parent), []).append(node)
     for node in reversed(order):
         if node.label or id(node) in group_of or node is root:
             continue
-        targets = {group_of.get(c) for c in consumers.get(id(node), ())}
-        if len(targets) == 1 and None not in targets:
-            group_of[id(node)] = targets.pop()
+        feeds = {id(c): c for c in consumers.get(id(node), ())}
+        if len(feeds) != 1:
+            continue
+        (consumer,) = feeds.values()
+        group_of[id(node)] = group_of.get(id(consumer)) or f"(inputs of {_name(consumer)})"
     return group_of
 
 
