@@ -1,0 +1,302 @@
+"""The lessons run, print the numbers behind what they claim, draw their pictures, and grade the exercise.
+
+Each lesson runs once with --quick (a fixture shared by the tests of that
+lesson); the tests read its printed numbers and check the claim itself, not
+only the exit code. Every lesson's --wrong run is run from another directory
+with the default --out, so that the script is shown to need neither the repo
+root as working directory nor an explicit output folder.
+"""
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+LESSONS = {
+    "01": "01_chain_rule",
+    "02": "02_neuron_by_hand",
+    "03": "03_scalars_to_tensors",
+    "04": "04_mlp_training",
+    "05": "05_covariate_shift",
+    "06": "06_batchnorm_forward",
+    "08": "08_train_vs_eval",
+}
+PICTURES = {
+    "01": ["chain_rule.png", "chain_rule.dot"],
+    "02": ["neuron.png", "neuron.dot"],
+    "03": ["broadcast.png", "broadcast.dot"],
+    "04": ["loss.png", "decision_boundary.png"],
+    "05": ["covariate_shift.png", "sigmoid_saturation.png"],
+    "06": ["batchnorm_forward.png", "zigzag.png", "whitening_cost.png"],
+    "08": ["running_stats.png", "batch_noise.png"],
+}
+NUMBER = r"[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?"
+
+
+def run_lesson(number: str, *flags: str, cwd: Path | None = None) -> str:
+    script = REPO / "lessons" / f"{LESSONS[number]}.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--quick", *flags],
+        capture_output=True, text=True, timeout=120, cwd=cwd or REPO,
+    )
+    assert done.returncode == 0, f"lesson {number} failed:\n{done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def lesson(tmp_path_factory):
+    """lesson(number) -> (stdout, out folder), each lesson run once per test module."""
+    cache = {}
+
+    def get(number: str) -> tuple:
+        if number not in cache:
+            out = tmp_path_factory.mktemp(f"lesson{number}")
+            cache[number] = (run_lesson(number, "--out", str(out)), out)
+        return cache[number]
+
+    return get
+
+
+def find(pattern: str, text: str) -> tuple:
+    """The numbers captured by ``pattern`` (which must match) as floats."""
+    match = re.search(pattern, text)
+    assert match, f"no line matches {pattern!r} in:\n{text}"
+    return tuple(float(group) for group in match.groups())
+
+
+def numbers_after(label: str, text: str) -> list:
+    line = next(line for line in text.splitlines() if line.startswith(label))
+    return [float(value) for value in re.findall(NUMBER, line[len(label):])]
+
+
+def comparison_rows(text: str) -> list:
+    """(name, exact, approximate) of every row of every tinyad.check.format_table in ``text``."""
+    rows, lines = [], text.splitlines()
+    for index, line in enumerate(lines):
+        if re.match(r"name\s*\| exact\s*\| approximate\s*\| maxdiff", line):
+            for row in lines[index + 2:]:
+                cells = [cell.strip() for cell in row.split("|")]
+                if len(cells) != 4:
+                    break
+                rows.append((cells[0], cells[1] == "True", cells[2] == "True"))
+    return rows
+
+
+def assert_exercise_right(text: str) -> None:
+    line = next(line for line in text.splitlines() if line.startswith("exercise:"))
+    assert line.endswith("right!"), line
+
+
+# --- every lesson --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("number", sorted(LESSONS))
+def test_lesson_writes_its_pictures_to_the_out_folder(lesson, number):
+    _, out = lesson(number)
+    for name in PICTURES[number]:
+        picture = out / name
+        assert picture.exists() and picture.stat().st_size > 0, f"{name} missing in {sorted(out.iterdir())}"
+        if name.endswith(".png"):
+            assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("number", sorted(LESSONS))
+def test_lesson_grades_the_shipped_exercise_right(lesson, number):
+    assert_exercise_right(lesson(number)[0])
+
+
+@pytest.mark.parametrize("number", sorted(LESSONS))
+def test_wrong_exercise_is_reported_from_another_directory(tmp_path, number):
+    output = run_lesson(number, "--wrong", cwd=tmp_path)
+    line = next(line for line in output.splitlines() if line.startswith("exercise:"))
+    assert "not yet" in line and "right!" not in line, line
+    default_out = tmp_path / "lesson-output" / LESSONS[number]
+    assert all((default_out / name).exists() for name in PICTURES[number])
+
+
+@pytest.mark.parametrize("number", sorted(LESSONS))
+def test_lesson_source_uses_only_public_names_and_marks_its_exercise(number):
+    source = (REPO / "lessons" / f"{LESSONS[number]}.py").read_text()
+    private = [name for name in re.findall(r"\.(_\w+)", source) if not (name.startswith("__") and name.endswith("__"))]
+    assert not private, f"private names used: {private}"
+    assert not re.search(r"import\s+_|import .*\b_[a-z]", source)
+    assert "# EXERCISE" in source
+    if "pyplot" in source:
+        assert source.index('matplotlib.use("Agg")') < source.index("import matplotlib.pyplot")
+
+
+# --- lesson 1: the chain rule ------------------------------------------------------------
+
+
+def test_lesson_01_central_difference_agrees_with_the_engine(lesson):
+    output = lesson("01")[0]
+    engine, = find(rf"engine dL/dx = ({NUMBER})", output)
+    central, difference = find(rf"central difference \(h = {NUMBER}\) = ({NUMBER})\s+difference = ({NUMBER})", output)
+    assert abs(engine - central) < 1e-8 and difference < 1e-8
+    assert "gradcheck L = exp(tanh(x^2)): True" in output
+    assert "gradcheck q = a*b + a (two inputs): True" in output
+
+
+def test_lesson_01_central_differences_beat_forward_differences(lesson):
+    output = lesson("01")[0]
+    rows = re.findall(rf"^\s+({NUMBER})\s+({NUMBER})\s+({NUMBER})\s+({NUMBER})\s+({NUMBER})$", output, re.M)
+    assert len(rows) >= 2
+    for _, _, forward_error, _, central_error in rows:
+        assert float(central_error) < float(forward_error)
+
+
+def test_lesson_01_grad_is_the_product_of_local_derivatives_and_messages_add(lesson):
+    output = lesson("01")[0]
+    grad, product = find(rf"x.grad = ({NUMBER})\s+\(dL/dv \* dv/du \* du/dx = ({NUMBER})\)", output)
+    assert grad == product
+    first, second, total, a_grad = find(
+        rf"message from a\*b = ({NUMBER}), message from \+ = ({NUMBER}), sum = ({NUMBER}), a.grad = ({NUMBER})", output)
+    assert first + second == total == a_grad
+
+
+# --- lesson 2: a neuron by hand ----------------------------------------------------------
+
+
+def test_lesson_02_every_hand_gradient_matches_the_engine(lesson):
+    rows = comparison_rows(lesson("02")[0])
+    names = [name for name, _, _ in rows]
+    for expected in ("dL/do", "dL/dn", "dL/dw1", "dL/dw2", "dL/db", "dL/dx1", "dL/dx2", "dL/dw (tensor)"):
+        assert expected in names
+    assert len(rows) == 10 and all(approximate for _, _, approximate in rows), rows
+
+
+# --- lesson 3: broadcasting ----------------------------------------------------------------
+
+
+def test_lesson_03_bias_gradient_is_the_column_sum(lesson):
+    output = lesson("03")[0]
+    engine = numbers_after("b.grad (engine)     :", output)
+    column_sum = numbers_after("column sum of G     :", output)
+    values = numbers_after("b.grad (Values)     :", output)
+    assert len(engine) == 3
+    assert max(abs(a - b) for a, b in zip(engine, column_sum)) < 1e-6
+    assert max(abs(a - b) for a, b in zip(engine, values)) < 1e-6
+    *messages, total = find(rf"messages into b\[0\]:\s+({NUMBER})\s+({NUMBER})\s+({NUMBER})\s+({NUMBER})\s+sum = ({NUMBER})", output)
+    assert abs(sum(messages) - total) < 1e-6 and abs(total - engine[0]) < 1e-6
+
+
+def test_lesson_03_comparisons_and_gradcheck_pass(lesson):
+    output = lesson("03")[0]
+    rows = comparison_rows(output)
+    assert len(rows) == 5 and all(approximate for _, _, approximate in rows), rows
+    assert "gradcheck (X + b) and (c * r): True" in output
+    assert "c.grad has shape (4, 1), r.grad has shape (3,)" in output
+
+
+# --- lesson 4: training an MLP --------------------------------------------------------------
+
+
+def test_lesson_04_loss_decreases_and_the_model_learns(lesson):
+    output = lesson("04")[0]
+    start, log2 = find(rf"loss at step 0: ({NUMBER})\s+\(.* = ({NUMBER})\)", output)
+    first, last = find(rf"first 20 steps average ({NUMBER}), last 20 steps average ({NUMBER})", output)
+    train, test = find(rf"accuracy: train ({NUMBER}), test ({NUMBER})", output)
+    assert abs(start - log2) < 0.2  # an untrained classifier is close to a coin flip
+    assert last < 0.5 * first
+    assert train > 0.9 and test > 0.9
+
+
+# --- lesson 5: internal covariate shift and saturation ----------------------------------------
+
+
+def test_lesson_05_inputs_of_layer_2_drift_while_training(lesson):
+    output = lesson("05")[0]
+    mean_shift, largest = find(rf"moved its mean by ({NUMBER}) on average \(largest ({NUMBER})\)", output)
+    assert 0 < mean_shift <= largest
+    median_start, median_end, std_start, std_end = find(
+        rf"drift of unit 0's pre-activation z2\[0\]: median ({NUMBER}) -> ({NUMBER}), std ({NUMBER}) -> ({NUMBER})", output)
+    assert abs(median_end - median_start) > 0.1 and std_end > 2 * std_start
+    alone, = find(rf"shift from layer 1 alone: ({NUMBER})", output)
+    assert alone > 0
+
+
+def test_lesson_05_sigmoid_gradients_shrink_when_saturated(lesson):
+    output = lesson("05")[0]
+    slopes = re.findall(rf"sigmoid'\(\s*({NUMBER})\) = ({NUMBER})\s+s \(1 - s\) = ({NUMBER})", output)
+    assert len(slopes) == 6
+    engine = [float(value) for _, value, _ in slopes]
+    assert all(abs(float(a) - float(b)) < 1e-9 for _, a, b in slopes)
+    assert engine[0] == 0.25 and engine == sorted(engine, reverse=True) and engine[-1] < 1e-4
+    good = find(rf"standardized\s+\|\s+({NUMBER}) \|\s+({NUMBER}) \|\s+({NUMBER}) \|\s+({NUMBER})", output)
+    bad = find(rf"scaled x10\s+\|\s+({NUMBER}) \|\s+({NUMBER}) \|\s+({NUMBER}) \|\s+({NUMBER})", output)
+    assert bad[0] > 0.5 > good[0]  # fraction of |z| > 2
+    assert bad[2] < good[2] and bad[3] < good[3]  # mean sigmoid'(z), mean |dL/dz|
+    ratio, = find(rf"the gradient reaching z is ({NUMBER}) times smaller", output)
+    assert ratio > 1
+
+
+# --- lesson 6: BatchNorm forward ----------------------------------------------------------------
+
+
+def test_lesson_06_normalizes_and_gamma_beta_restore_the_identity(lesson):
+    output = lesson("06")[0]
+    rows = comparison_rows(output)
+    assert rows == [("x_hat hand", rows[0][1], True)]
+    means = numbers_after("per feature      mean of x_hat:", output.replace("std of x_hat:", ""))
+    assert all(abs(value) < 1e-3 for value in means[:3])
+    difference, = find(rf"identity restored: max \|y - x\| = ({NUMBER})", output)
+    assert difference < 1e-6
+
+
+def test_lesson_06_all_positive_inputs_give_same_sign_gradients(lesson):
+    output = lesson("06")[0]
+    positive_part = output.split("  all-positive inputs:\n")[1].split("all-positive inputs: rows")[0]
+    signs = re.findall(r"signs ([+-]+)", positive_part)
+    assert len(signs) == 6 and all(len(set(row)) == 1 for row in signs)
+    assert find(r"all-positive inputs: rows whose signs are all equal: (\d+) of (\d+)", output) == (6.0, 6.0)
+    mixed, total = find(r"normalized inputs: rows whose signs are all equal: (\d+) of (\d+)", output)
+    assert mixed < total
+    positive_steps, positive_same = find(rf"all-positive inputs\s*: (\d+) steps .* same way: ({NUMBER})%", output)
+    normalized_steps, normalized_same = find(rf"normalized inputs\s*: (\d+) steps .* same way: ({NUMBER})%", output)
+    assert positive_same == 100 and normalized_same < 100
+    assert normalized_steps < positive_steps
+
+
+def test_lesson_06_whitening_costs_more_than_per_feature_statistics(lesson):
+    output = lesson("06")[0]
+    rows = re.findall(rf"^\s+(\d+) \|\s+({NUMBER}) us \|\s+({NUMBER}) us \|\s+({NUMBER})$", output, re.M)
+    assert len(rows) >= 3
+    for _, cheap, costly, ratio in rows:
+        assert abs(float(costly) / float(cheap) - float(ratio)) < 0.05 * float(ratio) + 0.1
+    assert float(rows[-1][3]) > 1  # at the largest D, whitening is slower
+    after_bn, after_white = find(rf"({NUMBER}) after BatchNorm, ({NUMBER}) after whitening", output)
+    assert after_white < 0.1 < after_bn
+
+
+# --- lesson 8: train versus eval -------------------------------------------------------------
+
+
+def test_lesson_08_population_statistics_beat_the_running_average(lesson):
+    output = lesson("08")[0]
+    running = find(rf"running average\s+\|\s+({NUMBER}) \|\s+({NUMBER})% \|\s+({NUMBER})", output)
+    population = find(rf"population \(Algorithm 2\)\s+\|\s+({NUMBER}) \|\s+({NUMBER})% \|\s+({NUMBER})", output)
+    assert population[0] < 1e-9 < running[0]  # equal batches covering the set: the mean is exact
+    assert population[1] < running[1]
+    assert min(running[2], population[2]) > 0.8
+
+
+def test_lesson_08_train_and_eval_outputs_differ(lesson):
+    gap, = find(rf"max \|train-mode output - eval-mode output\| = ({NUMBER})", lesson("08")[0])
+    assert gap > 0
+
+
+def test_lesson_08_batch_of_one_raises_with_a_clear_message(lesson):
+    output = lesson("08")[0]
+    line = next(line for line in output.splitlines() if line.startswith("batch of one in train mode"))
+    assert "-> ValueError:" in line and "more than 1 value per channel" in line and "(1, 16)" in line
+    assert "batch of one in eval mode works" in output
+
+
+def test_lesson_08_same_example_varies_across_batches_only_in_training(lesson):
+    output = lesson("08")[0]
+    spread, std = find(rf"spread \(max - min\) averaged over the 16 features: ({NUMBER}), std across batches: ({NUMBER})", output)
+    assert spread > 0 and std > 0
+    eval_spread, = find(rf"eval mode, 5 different batches: spread ({NUMBER})", output)
+    assert eval_spread == 0
