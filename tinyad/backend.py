@@ -21,6 +21,7 @@ class Backend:
     def __init__(self, device: str, xp: Any) -> None:
         self.device = device
         self.xp = xp
+        self.array_type = xp.ndarray
 
     def __repr__(self) -> str:
         return f"Backend(device={self.device!r}, xp={self.xp.__name__})"

@@ -30,7 +30,6 @@ Two design choices, both about graphs being deep:
 """
 from __future__ import annotations
 
-import copy
 import gc
 from contextlib import contextmanager
 from typing import Any, Iterator
@@ -127,6 +126,14 @@ class Node:
         """Forget the accumulated gradient and messages of this node only."""
         raise NotImplementedError  # pragma: no cover - overridden
 
+    def accumulated_leaf_grad(self, upstream: Any) -> Any:
+        """``.grad + upstream`` for a leaf, as an object the leaf owns.
+
+        Messages may share memory with each other, but a leaf's gradient is
+        what optimizers read and users change, so it must be its own.
+        """
+        raise NotImplementedError  # pragma: no cover - overridden
+
 
 def topological_order(root: Node) -> list[Node]:
     """Every node that ``root`` depends on, each after all of its parents.
@@ -191,16 +198,10 @@ def _propagate(order: list[Node], root: Node, seed: Any) -> None:
             continue  # no path from root carried a gradient here
         node._upstream = None
         parents = node.parents
-        if node.grad is not None:
-            node.grad = node.grad + upstream
-        elif parents:
-            node.grad = upstream
-        else:
-            # a leaf's first gradient is its own array: messages may share
-            # memory with each other, and the optimizer may update .grad
-            node.grad = copy.copy(upstream)
         if not parents:
+            node.grad = node.accumulated_leaf_grad(upstream)
             continue
+        node.grad = upstream if node.grad is None else node.grad + upstream
         sent = node.backward_fn(node, upstream)
         previous = node.messages
         if previous is None:

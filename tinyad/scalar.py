@@ -114,6 +114,9 @@ class Value(Node):
         self.grad = 0.0
         self.messages = None
 
+    def accumulated_leaf_grad(self, upstream: float) -> float:
+        return self.grad + upstream
+
     # ---- addition and subtraction -----------------------------------------
 
     def __add__(self, other: ValueLike) -> Value:

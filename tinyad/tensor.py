@@ -40,6 +40,8 @@ _object_new = object.__new__
 def _result(data: Any, parents: tuple, op: str, backward_fn, backend: Backend, saved: Any = None) -> "Tensor":
     """The output node of an op: recorded only if an input needs a gradient."""
     out = _object_new(Tensor)
+    if not isinstance(data, backend.array_type):
+        data = backend.xp.asarray(data)  # NumPy returns scalars for 0-d results; keep arrays
     out.data = data
     out.grad = None
     out.label = ""
@@ -74,6 +76,9 @@ def _operand(tensor: "Tensor", other: Any, op: str) -> "Tensor":
         # rule for scalars): float32 + 0.5 stays float32, but int64 * 0.5 is float64
         xp = tensor.backend.xp
         return Tensor._constant(xp.asarray(other, dtype=xp.result_type(tensor.data.dtype, other)), tensor.backend)
+    if isinstance(other, tensor.backend.array_type):
+        # a plain array is a constant too (NumPy's own promotion rules apply)
+        return Tensor._constant(other, tensor.backend)
     return None
 
 
@@ -151,6 +156,10 @@ class Tensor(Node):
     """
 
     __slots__ = ("backend",)
+
+    # ndarray + Tensor must reach Tensor.__radd__ (and so the graph) instead of
+    # NumPy looping over the tensor as if it were a sequence of objects
+    __array_ufunc__ = None
 
     def __init__(
         self,
@@ -290,6 +299,12 @@ class Tensor(Node):
     def zero_grad(self) -> None:
         self.grad = None
         self.messages = None
+
+    def accumulated_leaf_grad(self, upstream: Any) -> Any:
+        # a fresh, writable array of the leaf's own dtype (never a shared or
+        # broadcast view, never a NumPy scalar)
+        total = upstream if self.grad is None else self.grad + upstream
+        return self.backend.xp.array(total, dtype=self.data.dtype, copy=True)
 
     # ---- addition, subtraction, negation ------------------------------------
 

@@ -145,7 +145,12 @@ def batch_norm(
             )
     axes = (0,) + tuple(range(2, input.ndim))
     count = input.size // channels
-    use_batch_stats = training or running_mean is None or running_var is None
+    if not training and (running_mean is None or running_var is None):
+        raise ValueError(
+            "batch_norm: evaluation mode (training=False) normalizes with running_mean and running_var, "
+            "and they were not given; pass them, or training=True to use the batch's own statistics"
+        )
+    use_batch_stats = training
     if use_batch_stats and count <= 1:
         raise ValueError(
             f"batch_norm: expected more than 1 value per channel when training, got input of shape {input.shape}: "

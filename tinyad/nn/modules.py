@@ -150,16 +150,19 @@ class Module:
 class Linear(Module):
     """y = x W^T + b with W of shape (out_features, in_features).
 
+    Parameters are float64 unless ``dtype`` says otherwise (tinyad's default
+    dtype; PyTorch's is float32).
+
     PyTorch's default initialization: W and b uniform in [-1/sqrt(in), 1/sqrt(in)]
     (Kaiming-uniform with a = sqrt(5) works out to this bound for W).
     """
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True) -> None:
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, dtype: Any = "float64") -> None:
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
         bound = 1.0 / math.sqrt(in_features) if in_features > 0 else 0.0
-        self.weight = Tensor(init.uniform((out_features, in_features), bound), requires_grad=True, label="weight")
-        self.bias = Tensor(init.uniform((out_features,), bound), requires_grad=True, label="bias") if bias else None
+        self.weight = Tensor(init.uniform((out_features, in_features), bound), requires_grad=True, dtype=dtype, label="weight")
+        self.bias = Tensor(init.uniform((out_features,), bound), requires_grad=True, dtype=dtype, label="bias") if bias else None
 
     def forward(self, x: Tensor) -> Tensor:
         if x.shape[-1] != self.in_features:
@@ -185,19 +188,20 @@ class _BatchNorm(Module):
         affine: bool = True,
         track_running_stats: bool = True,
         fused: bool = False,
+        dtype: Any = "float64",
     ) -> None:
         super().__init__()
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.affine, self.track_running_stats, self.fused = affine, track_running_stats, fused
         if affine:
-            self.weight = Tensor(np.ones(num_features), requires_grad=True, label="gamma")
-            self.bias = Tensor(np.zeros(num_features), requires_grad=True, label="beta")
+            self.weight = Tensor(np.ones(num_features), requires_grad=True, dtype=dtype, label="gamma")
+            self.bias = Tensor(np.zeros(num_features), requires_grad=True, dtype=dtype, label="beta")
         else:
             object.__setattr__(self, "weight", None)
             object.__setattr__(self, "bias", None)
         if track_running_stats:
-            self.register_buffer("running_mean", Tensor(np.zeros(num_features), label="running_mean"))
-            self.register_buffer("running_var", Tensor(np.ones(num_features), label="running_var"))
+            self.register_buffer("running_mean", Tensor(np.zeros(num_features), dtype=dtype, label="running_mean"))
+            self.register_buffer("running_var", Tensor(np.ones(num_features), dtype=dtype, label="running_var"))
             self.register_buffer("num_batches_tracked", Tensor(np.array(0, dtype=np.int64)))
         else:
             self.register_buffer("running_mean", None)
