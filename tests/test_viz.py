@@ -167,3 +167,38 @@ def test_lesson_07_wrong_answer_is_reported(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert "not yet" in done.stdout
+
+
+def test_png_renders_with_the_system_dot_program(tmp_path):
+    import os
+    import shutil
+
+    if shutil.which("dot") is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI installs Graphviz's dot (apt-get install graphviz) to test this renderer; it is missing")
+        pytest.skip("no system dot here (CI installs it); the pygraphviz renderer is tested above")
+    out = (Value(2.0, "a") * Value(3.0, "b")).tanh()
+    out.backward()
+    source = viz.draw(out).source
+    data = viz.render_bytes(source, "png")
+    width, height = png_size(data)
+    assert 50 < width < 5000 and 20 < height < 5000
+
+
+def test_big_graphs_get_the_fast_layout_settings_and_small_ones_do_not():
+    from tinyad.cli import batchnorm_graph
+
+    small, _ = batchnorm_graph(4, 1)
+    big, _ = batchnorm_graph(40, 1)
+    assert "splines=false" not in viz.draw(small).source
+    assert "splines=false" in viz.draw(big, max_nodes=1000).source
+
+
+def test_a_2000_node_graph_renders(tmp_path):
+    pytest.importorskip("pygraphviz")
+    from tinyad.cli import batchnorm_graph
+
+    loss, _ = batchnorm_graph(180, 1)
+    assert len(tinyad.graph.topological_order(loss)) > 1900
+    path = viz.draw(loss, max_nodes=5000).render(tmp_path / "big.svg")
+    assert path.read_text().count('class="node"') > 1900

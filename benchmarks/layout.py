@@ -1,0 +1,73 @@
+"""How long Graphviz takes to lay out and draw a 2,000-node tinyad graph.
+
+The graph is a scalar BatchNorm over 180 samples (about 2,000 nodes, every
+sample its own node), drawn in full and drawn collapsed. Both renderers are
+timed where available: the system `dot` program and the Graphviz engine
+bundled in the pygraphviz wheel. Medians over repeats.
+
+Run:  python benchmarks/layout.py
+"""
+from __future__ import annotations
+
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from _report import machine_line, write_section  # noqa: E402
+
+from tinyad import viz  # noqa: E402
+from tinyad.cli import batchnorm_graph  # noqa: E402
+from tinyad.graph import topological_order  # noqa: E402
+
+
+def median_seconds(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main(repeats: int = 3) -> None:
+    loss, _ = batchnorm_graph(180, 1)
+    nodes = len(topological_order(loss))
+    full = viz.draw(loss, max_nodes=10_000).source
+    collapsed = viz.draw(loss, collapse=["x[", "centered", "x_hat", "gamma*x_hat", "y["]).source
+    renderers = {}
+    if shutil.which("dot"):
+        renderers["system dot"] = lambda source: viz.subprocess.run(
+            [shutil.which("dot"), "-Tsvg"], input=source.encode(), capture_output=True, check=True)
+    try:
+        import pygraphviz
+
+        renderers["pygraphviz (bundled engine)"] = lambda source: pygraphviz.AGraph(string=source).draw(format="svg", prog="dot")
+    except ImportError:  # pragma: no cover
+        pass
+    rows = ["| renderer | graph | boxes | median seconds to lay out and draw SVG |", "|---|---|---|---|"]
+    for name, render in renderers.items():
+        for kind, source in (("full", full), ("collapsed", collapsed)):
+            boxes = sum(1 for line in source.splitlines() if "[id=" in line)
+            seconds = median_seconds(lambda: render(source), repeats)
+            rows.append(f"| {name} | {kind} | {boxes} | {seconds:.2f} |")
+            print(rows[-1], flush=True)
+    markdown = "\n".join([
+        "## Drawing big graphs",
+        "",
+        f"A scalar BatchNorm graph of {nodes:,} nodes (180 samples), laid out with `dot` and written as",
+        f"SVG; median of {repeats} runs. Command: `python benchmarks/layout.py`.",
+        "",
+        *rows,
+        "",
+        machine_line(),
+    ])
+    write_section("layout", markdown)
+
+
+if __name__ == "__main__":
+    main()
