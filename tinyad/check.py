@@ -48,7 +48,7 @@ def _fresh_leaf(original: Node, array: np.ndarray) -> Node:
     if _is_tensor(original):
         from .tensor import Tensor
 
-        return Tensor(array.copy(), requires_grad=True, label=original.label)
+        return Tensor(array.copy(), requires_grad=True, device=original.device, label=original.label)
     from .scalar import Value
 
     return Value(float(array), label=original.label)
@@ -58,6 +58,13 @@ def _data_as_float64(node: Node) -> np.ndarray:
     if _is_tensor(node):
         return np.array(node.numpy(), dtype=np.float64)
     return np.array(node.data, dtype=np.float64)
+
+
+def _grad_on_host(leaf: Node) -> Any:
+    """The leaf's gradient as a host (NumPy) array: a GPU tensor's is copied back."""
+    if _is_tensor(leaf) and leaf.grad is not None:
+        return leaf.backend.to_numpy(leaf.grad)
+    return leaf.grad
 
 
 def _set_element(leaf: Node, index: tuple, value: float) -> None:
@@ -100,7 +107,7 @@ def gradcheck(
     output = fn(*leaves)
     _scalar_of(output)  # validates the shape before backward
     output.backward()
-    engine_grads = [np.array(leaf.grad, dtype=np.float64) for leaf in leaves]
+    engine_grads = [np.array(_grad_on_host(leaf), dtype=np.float64) for leaf in leaves]
 
     with graph.no_grad():
         for position, (leaf, array) in enumerate(zip(leaves, arrays)):

@@ -74,8 +74,8 @@ def _operand(tensor: "Tensor", other: Any, op: str) -> "Tensor":
     if isinstance(other, (int, float)) and not isinstance(other, bool):
         # a Python number adopts the tensor's dtype where its kind fits (NumPy 2's
         # rule for scalars): float32 + 0.5 stays float32, but int64 * 0.5 is float64
-        xp = tensor.backend.xp
-        return Tensor._constant(xp.asarray(other, dtype=xp.result_type(tensor.data.dtype, other)), tensor.backend)
+        backend = tensor.backend
+        return Tensor._constant(backend.scalar(other, backend.xp.result_type(tensor.data.dtype, other)), backend)
     if isinstance(other, tensor.backend.array_type):
         # a plain array is a constant too (NumPy's own promotion rules apply)
         return Tensor._constant(other, tensor.backend)
@@ -397,9 +397,10 @@ class Tensor(Node):
         other = _operand(self, other, "/")
         if other is None:
             return NotImplemented
-        zero = other.data == 0
-        if zero.any():
-            raise ValueError(f"/: division by zero: the divisor {_first_bad(self.backend, other.data, zero)}")
+        if self.backend.checks_values:  # off on the GPU: 1 / 0 is inf there, as in PyTorch
+            zero = other.data == 0
+            if zero.any():
+                raise ValueError(f"/: division by zero: the divisor {_first_bad(self.backend, other.data, zero)}")
         try:
             data = self.data / other.data
         except ValueError:
@@ -429,11 +430,12 @@ class Tensor(Node):
         if not isinstance(exponent, (int, float)) or isinstance(exponent, bool):
             return NotImplemented
         data = self.data
-        if exponent < 0:
+        # value checks are off on the GPU (see backend.py): 0 ** -1 is inf there, as in PyTorch
+        if self.backend.checks_values and exponent < 0:
             zero = data == 0
             if zero.any():
                 raise ValueError(f"**: 0 ** {exponent!r} is a division by zero: the base {_first_bad(self.backend, data, zero)}")
-        if not float(exponent).is_integer():
+        if self.backend.checks_values and not float(exponent).is_integer():
             negative = data < 0
             if negative.any():
                 raise ValueError(
@@ -538,12 +540,13 @@ class Tensor(Node):
         return (upstream * node.data,)
 
     def log(self) -> "Tensor":
-        not_positive = self.data <= 0
-        if not_positive.any():
-            raise ValueError(
-                f"log: expected positive values (log x is defined for x > 0 only), "
-                f"{_first_bad(self.backend, self.data, not_positive)}"
-            )
+        if self.backend.checks_values:  # off on the GPU: log(0) is -inf there, as in PyTorch
+            not_positive = self.data <= 0
+            if not_positive.any():
+                raise ValueError(
+                    f"log: expected positive values (log x is defined for x > 0 only), "
+                    f"{_first_bad(self.backend, self.data, not_positive)}"
+                )
         return _result(self.backend.xp.log(self.data), (self,), "log", Tensor._log_backward, self.backend)
 
     @staticmethod
@@ -553,12 +556,13 @@ class Tensor(Node):
         return (upstream / a.data,)
 
     def sqrt(self) -> "Tensor":
-        negative = self.data < 0
-        if negative.any():
-            raise ValueError(
-                f"sqrt: expected values >= 0 (the square root of a negative number is not real), "
-                f"{_first_bad(self.backend, self.data, negative)}"
-            )
+        if self.backend.checks_values:  # off on the GPU: sqrt(-1) is nan there, as in PyTorch
+            negative = self.data < 0
+            if negative.any():
+                raise ValueError(
+                    f"sqrt: expected values >= 0 (the square root of a negative number is not real), "
+                    f"{_first_bad(self.backend, self.data, negative)}"
+                )
         return _result(self.backend.xp.sqrt(self.data), (self,), "sqrt", Tensor._sqrt_backward, self.backend)
 
     @staticmethod
@@ -747,7 +751,7 @@ class Tensor(Node):
         return self.permute(tuple(reversed(range(self.ndim))))
 
     def __getitem__(self, index: Any) -> "Tensor":
-        index = _plain_index(index)
+        index = _plain_index(index, self.backend)
         try:
             data = self.data[index]
         except IndexError as error:
@@ -785,19 +789,15 @@ class Tensor(Node):
         target = get_backend(device)
         if target is self.backend:
             return self
-        if target.device == "cpu":
-            data = self.backend.to_numpy(self.data)
-        else:
-            data = target.asarray(self.data)
+        # through the host: a NumPy array is what every backend can take in
+        data = target.asarray(self.backend.to_numpy(self.data))
         return _result(data, (self,), f"to({target.device})", Tensor._to_backward, target, saved=self.backend)
 
     @staticmethod
     def _to_backward(node: "Tensor", upstream: Any) -> tuple:
         # a copy is the identity: the gradient is copied back to the source device
         source = node.saved
-        if source.device == "cpu":
-            return (node.backend.to_numpy(upstream),)
-        return (source.asarray(upstream),)
+        return (source.asarray(node.backend.to_numpy(upstream)),)
 
     def cpu(self) -> "Tensor":
         return self.to("cpu")
@@ -814,14 +814,25 @@ def _raw(other: Any) -> Any:
     return other.data if isinstance(other, Tensor) else other
 
 
-def _plain_index(index: Any) -> Any:
-    """Replace Tensors and lists inside an index by arrays NumPy understands."""
+def _plain_index(index: Any, backend: Backend) -> Any:
+    """Replace Tensors, lists and host arrays inside an index by arrays of ``backend``.
+
+    An index array the user made with NumPy is moved to the tensor's device
+    (on the CPU that is no copy at all).
+    """
     if isinstance(index, tuple):
-        return tuple(_plain_index(part) for part in index)
+        return tuple(_plain_index(part, backend) for part in index)
     if isinstance(index, Tensor):
+        if index.backend is not backend:
+            raise ValueError(
+                f"[]: tensors are on different devices, {backend.device} and {index.device} (the index); "
+                "move one with .to(device)"
+            )
         return index.data
-    if isinstance(index, list):
-        return index  # NumPy turns lists into integer or boolean arrays itself
+    if isinstance(index, list) and index:
+        return backend.asarray(index)  # integers, or booleans (a mask)
+    if getattr(index, "ndim", 0) > 0 and not isinstance(index, backend.array_type):
+        return backend.asarray(index)
     return index
 
 
@@ -842,7 +853,7 @@ class _quiet:
 
 def _tensor_pow(base: Tensor, exponent: Tensor) -> Tensor:
     """``base ** exponent`` with a Tensor exponent (d/db = a^b ln a needs a > 0)."""
-    if exponent.requires_grad:
+    if exponent.requires_grad and base.backend.checks_values:
         negative = base.data < 0
         if negative.any():
             raise ValueError(
@@ -921,6 +932,8 @@ def _stack_backward(node: Tensor, upstream: Any) -> tuple:
 def where(condition: Any, x: TensorLike, y: TensorLike) -> Tensor:
     """Elementwise ``x if condition else y``; the condition gets no gradient."""
     anchor = x if isinstance(x, Tensor) else y if isinstance(y, Tensor) else Tensor(x)
+    if isinstance(condition, Tensor):
+        condition = _operand(anchor, condition, "where")  # refuses a condition on another device
     mask = _raw(condition)
     x, y = _operand(anchor, x, "where"), _operand(anchor, y, "where")
     xp = anchor.backend.xp

@@ -64,6 +64,11 @@ def cross_entropy(logits: Tensor, target: Any) -> Tensor:
     if logits.ndim != 2:
         raise ValueError(f"cross_entropy: expected logits of shape (N, classes), got {logits.shape}")
     xp = logits.backend.xp
+    if isinstance(target, Tensor) and target.backend is not logits.backend:
+        raise ValueError(
+            f"cross_entropy: tensors are on different devices, {logits.device} and {target.device}; "
+            "move one with .to(device)"
+        )
     classes = target.data if isinstance(target, Tensor) else xp.asarray(target)
     if classes.dtype.kind not in "iu":
         raise ValueError(f"cross_entropy: targets must be integer class indices, got dtype {classes.dtype}")
@@ -72,7 +77,9 @@ def cross_entropy(logits: Tensor, target: Any) -> Tensor:
             f"cross_entropy: shapes {tuple(classes.shape)} and {logits.shape} do not match: "
             "expected one target per row of logits"
         )
-    if classes.size and (int(classes.min()) < 0 or int(classes.max()) >= logits.shape[1]):
+    # the range check reads two numbers back from the device, so the GPU skips it (see backend.py)
+    checked = logits.backend.checks_values and classes.size
+    if checked and (int(classes.min()) < 0 or int(classes.max()) >= logits.shape[1]):
         raise ValueError(
             f"cross_entropy: targets must lie in [0, {logits.shape[1] - 1}], "
             f"got values from {int(classes.min())} to {int(classes.max())}"
@@ -143,6 +150,11 @@ def batch_norm(
             raise ValueError(
                 f"batch_norm: {name} has shape {tensor.shape}, expected ({channels},) for an input of shape {input.shape}"
             )
+        if tensor is not None and tensor.backend is not input.backend:
+            raise ValueError(
+                f"batch_norm: tensors are on different devices, {input.device} (input) and {tensor.device} ({name}); "
+                "move one with .to(device)"
+            )
     axes = (0,) + tuple(range(2, input.ndim))
     count = input.size // channels
     if not training and (running_mean is None or running_var is None):
@@ -197,20 +209,18 @@ def _composed_batch_norm(input, running_mean, running_var, weight, bias, use_bat
 
 
 def _fused_batch_norm(input, weight, bias, eps, axes):
-    """Forward of training-mode BatchNorm as a single node (see ``_fused_backward``)."""
-    x = input.data
-    batch_mean = x.mean(axis=axes, keepdims=True)
-    centered = x - batch_mean
-    batch_var = (centered * centered).mean(axis=axes, keepdims=True)
-    inv_std = (batch_var + eps) ** -0.5
-    x_hat = centered * inv_std
-    shape = batch_mean.shape
-    y = x_hat if weight is None else x_hat * weight.data.reshape(shape)
-    if bias is not None:
-        y = y + bias.data.reshape(shape)
+    """Forward of training-mode BatchNorm as a single node (see ``_fused_backward``).
+
+    The arithmetic is the backend's: on the CPU the same array formulas as
+    the composed graph (``Backend.fused_batch_norm_forward``), on the GPU a
+    few CUDA kernels (``CupyBackend``).
+    """
+    weight_data = None if weight is None else weight.data
+    bias_data = None if bias is None else bias.data
+    y, batch_mean, batch_var, arrays = input.backend.fused_batch_norm_forward(input.data, weight_data, bias_data, eps, axes)
     parents = (input,) + tuple(p for p in (weight, bias) if p is not None)
     roles = ("input",) + tuple(name for name, p in (("weight", weight), ("bias", bias)) if p is not None)
-    out = _result(y, parents, "batch_norm (fused)", _fused_backward, input.backend, saved=(x_hat, inv_std, axes, roles))
+    out = _result(y, parents, "batch_norm (fused)", _fused_backward, input.backend, saved=(arrays, axes, roles))
     out.label = "y"
     return out, batch_mean, batch_var
 
@@ -220,18 +230,16 @@ def _fused_backward(node: Tensor, upstream: Any) -> tuple:
     #   dL/dx     = gamma * inv_std / m * (m * dy - sum(dy) - x_hat * sum(dy * x_hat))
     #   dL/dgamma = sum(dy * x_hat),   dL/dbeta = sum(dy)
     # (sums over the batch and spatial axes; check.batch_norm_backward_compact
-    # derives it step by step)
-    x_hat, inv_std, axes, roles = node.saved
-    dy = upstream
-    m = dy.size // x_hat.shape[1]
-    sum_dy = dy.sum(axis=axes, keepdims=True)
-    sum_dy_xhat = (dy * x_hat).sum(axis=axes, keepdims=True)
-    gamma = inv_std if "weight" not in roles else node.parents[roles.index("weight")].data.reshape(inv_std.shape) * inv_std
-    grads = [gamma / m * (m * dy - sum_dy - x_hat * sum_dy_xhat)]
+    # derives it step by step, Backend.fused_batch_norm_backward computes it)
+    arrays, axes, roles = node.saved
+    x = node.parents[0].data
+    weight = node.parents[roles.index("weight")].data if "weight" in roles else None
+    dx, dweight, dbias = node.backend.fused_batch_norm_backward(upstream, x, weight, arrays, axes)
+    grads = [dx]
     if "weight" in roles:
-        grads.append(sum_dy_xhat.reshape(-1))
+        grads.append(dweight)
     if "bias" in roles:
-        grads.append(sum_dy.reshape(-1))
+        grads.append(dbias)
     return tuple(grads)
 
 

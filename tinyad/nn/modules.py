@@ -11,9 +11,13 @@ import math
 from collections import OrderedDict
 from typing import Any, Iterable, Iterator
 
+# NumPy on the host only: initial values (Module.to moves them to the device)
+# and state_dict / load_state_dict, whose arrays are host data by definition.
+# Forward passes never touch it (tests/test_backends.py checks both).
 import numpy as np
 
 from .. import graph
+from ..backend import get_backend
 from ..tensor import Tensor
 from . import functional as F
 from . import init
@@ -104,15 +108,24 @@ class Module:
             param.zero_grad()
 
     def to(self, device: str) -> "Module":
-        """Move every parameter and buffer to ``device`` (in place)."""
+        """Move every parameter and buffer (and gradient) to ``device``, in place.
+
+        As in PyTorch the tensors stay the same objects, only their arrays
+        move, so an optimizer built before the move still updates them
+        (build it after the move if it already holds state, such as momentum).
+        """
+        target = get_backend(device)
         for module in self.modules():
             for store in (module._parameters, module._buffers):
-                for name, tensor in list(store.items()):
-                    if tensor is None:
+                for tensor in store.values():
+                    if tensor is None or tensor.backend is target:
                         continue
-                    moved = Tensor(tensor, requires_grad=tensor.requires_grad, device=device, label=tensor.label)
-                    store[name] = moved
-                    object.__setattr__(module, name, moved)
+                    source = tensor.backend
+                    tensor.data = target.asarray(source.to_numpy(tensor.data))
+                    if tensor.grad is not None:
+                        tensor.grad = target.asarray(source.to_numpy(tensor.grad))
+                    tensor.messages = None
+                    tensor.backend = target
         return self
 
     # ---- saving and loading ------------------------------------------------------------
@@ -221,7 +234,7 @@ class _BatchNorm(Module):
         # PyTorch's rule: momentum=None keeps a cumulative average, 1/(batches seen so far)
         factor = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats:
-            self.num_batches_tracked.data = self.num_batches_tracked.data + 1
+            self.num_batches_tracked.data += 1  # in place: a 0-d array stays an array
             if self.momentum is None:
                 factor = 1.0 / float(self.num_batches_tracked.data)
         use_batch_stats = self.training or self.running_mean is None
@@ -315,13 +328,14 @@ def set_population_statistics(model: Module, batches: Iterable[Any]) -> None:
     if not layers:
         raise ValueError("set_population_statistics: the model has no BatchNorm layer")
     was_training = model.training
+    device = layers[0].running_mean.device if layers[0].running_mean is not None else None
     for layer in layers:
         object.__setattr__(layer, "_collected", [])
     try:
         model.train()
         with graph.no_grad():
             for batch in batches:
-                model(batch if isinstance(batch, Tensor) else Tensor(batch))
+                model(batch if isinstance(batch, Tensor) else Tensor(batch, device=device))
         for layer in layers:
             collected = layer._collected
             if not collected:
