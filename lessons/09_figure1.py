@@ -24,7 +24,8 @@ uses scikit-learn's bundled 8x8 digits (no download) and 3000 steps; pass
 (optimizer, learning rate, initialization, eps, ...): the script prints the
 ones it made, and writes them at the top of its results file.
 
-Run:  python lessons/09_figure1.py [--quick] [--steps N] [--mnist DIR] [--out DIR]
+Run:  python lessons/09_figure1.py [--quick] [--wrong] [--steps N] [--mnist DIR] [--out DIR]
+      --wrong puts a typical mistake into the exercise at the end, to see what it reports.
 """
 import os
 
@@ -199,9 +200,37 @@ def train(name: str, batch_norm: bool, data: tuple, steps: int, eval_every: int)
     return history
 
 
+# --- Exercise: the gradient that starts every backward pass -------------------------------
+# The loss is the MEAN cross-entropy over a batch of N examples,
+#     L = -(1/N) sum_n log softmax(z_n)[y_n],
+# and its gradient with respect to the logits z (an N x classes array) is
+#     dL/dz = (softmax(z) - onehot(y)) / N.
+# Fill it in with numpy; the engine's logits.grad is the answer it is compared with.
+def your_logits_gradient(z: np.ndarray, y: np.ndarray, wrong: bool = False) -> np.ndarray:  # EXERCISE
+    shifted = z - z.max(axis=1, keepdims=True)  # the same softmax, without overflow
+    softmax = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
+    onehot = np.eye(z.shape[1])[y]
+    if wrong:
+        return softmax - onehot  # forgot the 1/N of the mean: the gradient of the SUM of the losses
+    return (softmax - onehot) / len(z)
+
+
+def exercise(model: nn.Sequential, x: np.ndarray, y: np.ndarray, wrong: bool) -> None:
+    """Compare the learner's dL/dlogits with the engine's, on one batch of the trained plain network."""
+    with tinyad.no_grad():
+        z = model(Tensor(x)).data  # the network's logits for the batch
+    logits = Tensor(z, requires_grad=True, label="logits")  # a leaf, so that backward stops here
+    cross_entropy(logits, y).backward()
+    answer = your_logits_gradient(z, y, wrong)
+    verdict = tinyad.check.compare("your dL/dlogits", answer, logits.grad, show=False)
+    print(f"\nexercise: dL/dlogits on one batch of {len(z)}: largest difference from the engine {verdict.maxdiff:.2e}:",
+          "right!" if verdict.approximate else "not yet: the loss is a mean over the batch; what does that do to each gradient?")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="300 steps instead of 3000, for a first look")
+    parser.add_argument("--wrong", action="store_true", help="use a wrong answer in the exercise to see what it reports")
     parser.add_argument("--steps", type=int, default=None, help="training steps per network (default 3000; the paper: 50000)")
     parser.add_argument("--eval-every", type=int, default=None, help="steps between two looks at the test set (default steps/60)")
     parser.add_argument("--mnist", default=None, metavar="DIR",
@@ -310,6 +339,9 @@ def main(argv=None) -> None:
     (out_dir / "figure1_results.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     print(f"\npictures: {out_dir / 'figure1_accuracy.png'}, {out_dir / 'figure1_percentiles.png'}")
     print(f"results:  {out_dir / 'figure1_results.md'}")
+
+    # --- Exercise (after the experiment, so it changes none of its numbers) ---------------
+    exercise(plain["model"], train_x[:BATCH], train_y[:BATCH], args.wrong)
     print(f"time: {time.perf_counter() - started:.1f} s")
 
 

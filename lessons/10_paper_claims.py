@@ -25,7 +25,8 @@ measured, draws it, and writes the table to docs/claims.md (the whole file:
 nothing there is typed by hand). These are small networks on a small data set:
 evidence about the direction of each claim, not a rerun of the ImageNet results.
 
-Run:  python lessons/10_paper_claims.py [--quick] [--out DIR] [--write-docs | --no-write-docs]
+Run:  python lessons/10_paper_claims.py [--quick] [--wrong] [--out DIR] [--write-docs | --no-write-docs]
+      --wrong puts a typical mistake into the exercise at the end, to see what it reports.
       --quick runs smaller experiments and, unless --write-docs is given,
       leaves docs/claims.md alone; the tables always go to DIR/claims.md and
       the numbers to DIR/claims.json.
@@ -192,9 +193,43 @@ def fmt(value) -> str:
     return "never" if value is None else f"{value:g}"
 
 
+# --- Exercise: the gradient with the statistics detached ------------------------------------
+# With detach_stats=True the batch mean and variance are constants in backward,
+# so y = gamma * (x - mean) * inv_std + beta is, for backward, a straight line
+# in x, and
+#     dL/dx = dy * gamma * inv_std,        inv_std = 1 / sqrt(var + eps)
+# (var: the biased batch variance, per feature). The true gradient has two more
+# terms, the routes through the mean and the variance; the mean's route is what
+# makes sum over the batch of dL/dx, the gradient of a shift b before BatchNorm,
+# exactly 0. Without it that sum is not 0, and b walks off: claim (e).
+def your_detached_gradient(x: np.ndarray, gamma: np.ndarray, dy: np.ndarray, wrong: bool = False) -> np.ndarray:  # EXERCISE
+    inv_std = 1.0 / np.sqrt(x.var(axis=0) + EPS)
+    direct = dy * gamma * inv_std
+    if wrong:
+        return direct - direct.mean(axis=0)  # kept the route through the mean: the statistics are constants here
+    return direct
+
+
+def exercise(wrong: bool) -> None:
+    """Compare the learner's dL/dx with the engine's, for BatchNorm with detached statistics on one small batch."""
+    rng = np.random.default_rng(0)  # its own generator: the experiments' random numbers stay as they were
+    x_data = rng.normal(2.0, 3.0, size=(BATCH, 4))
+    gamma_data, dy = rng.normal(1.0, 0.5, size=4), rng.normal(size=(BATCH, 4))
+    x = Tensor(x_data, requires_grad=True, label="x")
+    gamma, beta = Tensor(gamma_data, requires_grad=True), Tensor(np.zeros(4), requires_grad=True)
+    y = F.batch_norm(x, None, None, gamma, beta, training=True, eps=EPS, detach_stats=True)
+    (y * Tensor(dy)).sum().backward()  # a loss whose dL/dy is dy
+    answer = your_detached_gradient(x_data, gamma_data, dy, wrong)
+    verdict = tinyad.check.compare("your dL/dx", answer, x.grad, show=False)
+    print(f"\nexercise: dL/dx with detached statistics, largest difference from the engine {verdict.maxdiff:.2e}; "
+          f"its sum over the batch (dL/db for a shift b before BatchNorm): {np.round(x.grad.sum(axis=0), 3).tolist()}:")
+    print("  right!" if verdict.approximate else "  not yet: with detached statistics the mean is a constant in backward; which term does that remove?")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller experiments (one seed, 300 steps), for a first look")
+    parser.add_argument("--wrong", action="store_true", help="use a wrong answer in the exercise to see what it reports")
     parser.add_argument("--out", default="lesson-output/10_paper_claims", help="folder for the pictures, claims.md and claims.json")
     parser.add_argument("--write-docs", action=argparse.BooleanOptionalAction, default=None,
                         help=f"also write the tables to {DOCS_FILE.relative_to(REPO)} (default: yes, except with --quick)")
@@ -570,7 +605,7 @@ def main(argv=None) -> None:
             skip = False
         elif flag == "--out":
             skip = True  # where the pictures go does not change a number
-        elif not flag.startswith("--out="):
+        elif flag != "--wrong" and not flag.startswith("--out="):  # nor does the exercise
             shown_flags.append(flag)
     command = " ".join(["python lessons/10_paper_claims.py", *shown_flags])
     lines = [
@@ -648,6 +683,9 @@ def main(argv=None) -> None:
         print(f"written:  {DOCS_FILE}")
     else:
         print(f"not written: {DOCS_FILE} (--quick; pass --write-docs to write it anyway)")
+
+    # --- Exercise (after the experiments and the tables, so it changes none of their numbers) --------------
+    exercise(args.wrong)
     print(f"time: {seconds:.1f} s")
 
 

@@ -217,3 +217,33 @@ def test_the_printed_summary_matches_the_saved_rows(claims):
     for letter, row in numbers["rows"].items():
         verdict = "inconclusive" if row["reproduced"] is None else "yes" if row["reproduced"] else "**no**"
         assert re.search(rf"\({letter}\) .*\s{re.escape(verdict)}$", output, re.M), (letter, verdict)
+
+
+# --- the exercises of lessons 9 and 10 ---------------------------------------------------------
+# The shipped answer is the right one (the module fixtures' quick runs); --wrong
+# puts a typical mistake in its place, which the lesson must report as wrong.
+
+
+def test_figure1_exercise_shipped_answer_is_right(figure1):
+    output, _ = figure1
+    assert "exercise: dL/dlogits" in output and "right!" in output and "not yet" not in output, output[-2000:]
+
+
+def test_figure1_exercise_wrong_answer_reports_not_yet(tmp_path):
+    output = run_script(FIGURE1, "--quick", "--wrong", "--out", str(tmp_path))
+    assert "exercise: dL/dlogits" in output and "not yet" in output and "right!" not in output, output[-2000:]
+
+
+def test_claims_exercise_shipped_answer_is_right(claims):
+    output = claims[0]
+    assert "exercise: dL/dx with detached statistics" in output and "right!" in output and "not yet" not in output, output[-2000:]
+
+
+def test_claims_exercise_wrong_answer_reports_not_yet(tmp_path):
+    docs = REPO / "docs" / "claims.md"
+    before = docs.read_bytes() if docs.exists() else None
+    output = run_script(CLAIMS, "--quick", "--no-write-docs", "--wrong", "--out", str(tmp_path))
+    assert "exercise: dL/dx with detached statistics" in output and "not yet" in output and "right!" not in output, output[-2000:]
+    assert (docs.read_bytes() if docs.exists() else None) == before
+    # the exercise changes no number of the experiments, and --wrong is left out of the recorded command
+    assert "--wrong" not in (tmp_path / "claims.md").read_text()
