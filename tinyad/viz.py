@@ -44,7 +44,7 @@ def escape(text: str) -> str:
 
 
 def _summary(array: Any) -> str:
-    """A number, a tiny array in full, or shape and range for anything bigger."""
+    """A number; a tiny array's shape and values; shape and range for anything bigger."""
     if array is None:
         return "-"
     if isinstance(array, float):
@@ -58,7 +58,8 @@ def _summary(array: Any) -> str:
     if array.size == 1:
         return f"{array.item():.4g}"
     if array.size <= 6:
-        return np.array2string(array.reshape(-1), precision=3, separator=", ", suppress_small=True)
+        values = np.array2string(array.reshape(-1), precision=3, separator=", ", suppress_small=True)
+        return f"{array.shape} {values}"
     return f"{array.shape} in [{array.min():.3g}, {array.max():.3g}]"
 
 
