@@ -422,3 +422,50 @@ def test_graph_is_freed_by_reference_counting_alone(run_backward):
     finally:
         if was_enabled:
             gc.enable()
+
+
+# --------------------------------------------------------------------------
+# How a node stores its parents, and what that saves the garbage collector
+# --------------------------------------------------------------------------
+
+
+def test_parents_keep_argument_order_for_one_two_and_many_inputs():
+    x, y = Value(2.0), Value(3.0)
+    assert (-x).parents == (x,)
+    assert (x - y).parents == (x, y) and (y - x).parents == (y, x)
+    assert x.parents == () and (x - y).first_parent is x and (x - y).second_parent is y
+    a, b, c = (tinyad.tensor([float(i)], requires_grad=True) for i in range(3))
+    joined = tinyad.concatenate([a, b, c, a])
+    assert joined.parents == (a, b, c, a)
+    assert joined.more_parents == (c, a)
+
+
+def test_topological_order_reaches_parents_beyond_the_second():
+    a, b, c, d = (tinyad.tensor([float(i)], requires_grad=True, label=f"t{i}") for i in range(4))
+    # d is reachable only through the fourth input of the concatenation
+    out = tinyad.concatenate([a * 2.0, b, c, d * 3.0]).sum()
+    order = tinyad.graph.topological_order(out)
+    for node in (a, b, c, d):
+        assert node in order
+    assert_parents_come_first(order)
+    out.backward()
+    assert d.grad.tolist() == [3.0] and c.grad.tolist() == [1.0]
+
+
+def test_a_scalar_op_allocates_one_object_for_the_collector_to_track():
+    # The parents live in two slots, not in a tuple: a tuple of Values is
+    # one more object per node that Python's cyclic collector must walk.
+    x, y = Value(0.5), Value(1.5)
+    nodes = []
+    was_enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        before = len(gc.get_objects(generation=0))
+        for _ in range(1000):
+            nodes.append(x * y)
+        tracked = len(gc.get_objects(generation=0)) - before
+    finally:
+        if was_enabled:
+            gc.enable()
+    assert 1000 <= tracked < 1100, f"1000 products made {tracked} tracked objects"

@@ -22,8 +22,9 @@ ValueLike = Union["Value", int, float]
 _object_new = object.__new__
 
 
-def _result(data: float, parents: tuple, op: str, backward_fn, saved=None) -> "Value":
-    """Make the output node of an operation (under ``no_grad``: a bare leaf)."""
+def _result(data: float, first: "Value", second: "Value | None", op: str, backward_fn, saved=None) -> "Value":
+    """Make the output node of an operation on ``first`` (and ``second``, for
+    a binary op); under ``no_grad`` a bare leaf."""
     out = _object_new(Value)
     out.data = data
     out.grad = 0.0
@@ -33,11 +34,13 @@ def _result(data: float, parents: tuple, op: str, backward_fn, saved=None) -> "V
     out._upstream = None
     out.saved = saved
     if graph._grad_enabled:
-        out.parents = parents
+        out.first_parent = first
+        out.second_parent = second
         out.op = op
         out.backward_fn = backward_fn
     else:
-        out.parents = ()
+        out.first_parent = None
+        out.second_parent = None
         out.op = ""
         out.backward_fn = None
     return out
@@ -84,12 +87,14 @@ class Value(Node):
     """
 
     __slots__ = ()
+    more_parents: tuple = ()  # a scalar op has at most two inputs (see graph.Node)
 
     def __init__(self, data: Number, label: str = "") -> None:
         self.data = float(data)
         self.grad = 0.0
         self.label = label
-        self.parents = ()
+        self.first_parent = None
+        self.second_parent = None
         self.op = ""
         self.backward_fn = None
         self.saved = None
@@ -124,7 +129,7 @@ class Value(Node):
             other = _as_value(other)
             if other is None:
                 return NotImplemented
-        return _result(self.data + other.data, (self, other), "+", Value._add_backward)
+        return _result(self.data + other.data, self, other, "+", Value._add_backward)
 
     @staticmethod
     def _add_backward(node: Value, upstream: float) -> tuple:
@@ -142,7 +147,7 @@ class Value(Node):
             other = _as_value(other)
             if other is None:
                 return NotImplemented
-        return _result(self.data - other.data, (self, other), "-", Value._sub_backward)
+        return _result(self.data - other.data, self, other, "-", Value._sub_backward)
 
     @staticmethod
     def _sub_backward(node: Value, upstream: float) -> tuple:
@@ -156,7 +161,7 @@ class Value(Node):
         return other - self
 
     def __neg__(self) -> Value:
-        return _result(-self.data, (self,), "neg", Value._neg_backward)
+        return _result(-self.data, self, None, "neg", Value._neg_backward)
 
     @staticmethod
     def _neg_backward(node: Value, upstream: float) -> tuple:
@@ -170,12 +175,12 @@ class Value(Node):
             other = _as_value(other)
             if other is None:
                 return NotImplemented
-        return _result(self.data * other.data, (self, other), "*", Value._mul_backward)
+        return _result(self.data * other.data, self, other, "*", Value._mul_backward)
 
     @staticmethod
     def _mul_backward(node: Value, upstream: float) -> tuple:
         # d(a * b)/da = b,  d(a * b)/db = a: each factor gets the *other* one
-        a, b = node.parents
+        a, b = node.first_parent, node.second_parent
         return (b.data * upstream, a.data * upstream)
 
     def __rmul__(self, other: Number) -> Value:
@@ -190,12 +195,12 @@ class Value(Node):
             return NotImplemented
         if other.data == 0.0:
             raise ValueError(f"/: division by zero ({self.data!r} / 0.0)")
-        return _result(self.data / other.data, (self, other), "/", Value._div_backward)
+        return _result(self.data / other.data, self, other, "/", Value._div_backward)
 
     @staticmethod
     def _div_backward(node: Value, upstream: float) -> tuple:
         # d(a / b)/da = 1 / b,  d(a / b)/db = -a / b^2
-        a, b = node.parents
+        a, b = node.first_parent, node.second_parent
         return (upstream / b.data, -upstream * a.data / (b.data * b.data))
 
     def __rtruediv__(self, other: Number) -> Value:
@@ -213,13 +218,13 @@ class Value(Node):
             return NotImplemented
         _check_pow_domain(self.data, exponent)
         return _result(
-            self.data**exponent, (self,), f"**{exponent:g}", Value._pow_backward, saved=float(exponent)
+            self.data**exponent, self, None, f"**{exponent:g}", Value._pow_backward, saved=float(exponent)
         )
 
     @staticmethod
     def _pow_backward(node: Value, upstream: float) -> tuple:
         # d(a^n)/da = n * a^(n-1)
-        (a,) = node.parents
+        a = node.first_parent
         return (_power_slope(a.data, node.saved) * upstream,)
 
     def __rpow__(self, base: Number) -> Value:
@@ -231,7 +236,7 @@ class Value(Node):
     @staticmethod
     def _value_pow_backward(node: Value, upstream: float) -> tuple:
         # d(a^b)/da = b * a^(b-1),  d(a^b)/db = a^b * ln(a)
-        a, b = node.parents
+        a, b = node.first_parent, node.second_parent
         if a.data == 0.0:
             # ln(0) is undefined; the exponent's slope is taken as 0 there (PyTorch's convention)
             return (_power_slope(0.0, b.data) * upstream, 0.0)
@@ -247,7 +252,7 @@ class Value(Node):
             raise ValueError(
                 f"exp: exp({self.data!r}) overflows a float (exp(x) exceeds 1.8e308 for x > 709.78)"
             ) from None
-        return _result(result, (self,), "exp", Value._exp_backward)
+        return _result(result, self, None, "exp", Value._exp_backward)
 
     @staticmethod
     def _exp_backward(node: Value, upstream: float) -> tuple:
@@ -259,12 +264,12 @@ class Value(Node):
             raise ValueError(
                 f"log: expected a positive number, got {self.data!r} (log x is defined for x > 0 only)"
             )
-        return _result(math.log(self.data), (self,), "log", Value._log_backward)
+        return _result(math.log(self.data), self, None, "log", Value._log_backward)
 
     @staticmethod
     def _log_backward(node: Value, upstream: float) -> tuple:
         # d(ln a)/da = 1 / a
-        (a,) = node.parents
+        a = node.first_parent
         return (upstream / a.data,)
 
     def sqrt(self) -> Value:
@@ -272,7 +277,7 @@ class Value(Node):
             raise ValueError(
                 f"sqrt: expected a number >= 0, got {self.data!r} (the square root of a negative number is not real)"
             )
-        return _result(math.sqrt(self.data), (self,), "sqrt", Value._sqrt_backward)
+        return _result(math.sqrt(self.data), self, None, "sqrt", Value._sqrt_backward)
 
     @staticmethod
     def _sqrt_backward(node: Value, upstream: float) -> tuple:
@@ -282,7 +287,7 @@ class Value(Node):
         return (upstream / (2.0 * node.data),)
 
     def tanh(self) -> Value:
-        return _result(math.tanh(self.data), (self,), "tanh", Value._tanh_backward)
+        return _result(math.tanh(self.data), self, None, "tanh", Value._tanh_backward)
 
     @staticmethod
     def _tanh_backward(node: Value, upstream: float) -> tuple:
@@ -297,7 +302,7 @@ class Value(Node):
         else:
             e = math.exp(x)
             result = e / (1.0 + e)
-        return _result(result, (self,), "sigmoid", Value._sigmoid_backward)
+        return _result(result, self, None, "sigmoid", Value._sigmoid_backward)
 
     @staticmethod
     def _sigmoid_backward(node: Value, upstream: float) -> tuple:
@@ -306,21 +311,21 @@ class Value(Node):
         return (s * (1.0 - s) * upstream,)
 
     def relu(self) -> Value:
-        return _result(self.data if self.data > 0.0 else 0.0, (self,), "relu", Value._relu_backward)
+        return _result(self.data if self.data > 0.0 else 0.0, self, None, "relu", Value._relu_backward)
 
     @staticmethod
     def _relu_backward(node: Value, upstream: float) -> tuple:
         # d(max(0, a))/da = 1 if a > 0 else 0 (0 at a = 0, as in PyTorch)
-        (a,) = node.parents
+        a = node.first_parent
         return (upstream if a.data > 0.0 else 0.0,)
 
     def abs(self) -> Value:
-        return _result(abs(self.data), (self,), "abs", Value._abs_backward)
+        return _result(abs(self.data), self, None, "abs", Value._abs_backward)
 
     @staticmethod
     def _abs_backward(node: Value, upstream: float) -> tuple:
         # d|a|/da = sign(a) (0 at a = 0, as in PyTorch)
-        (a,) = node.parents
+        a = node.first_parent
         sign = 1.0 if a.data > 0.0 else (-1.0 if a.data < 0.0 else 0.0)
         return (sign * upstream,)
 
@@ -340,4 +345,4 @@ def _value_pow(base: Value, exponent: Value) -> Value:
             "needs a > 0 (use a plain number as exponent if it is a constant)"
         )
     _check_pow_domain(base.data, exponent.data)
-    return _result(base.data**exponent.data, (base, exponent), "**", Value._value_pow_backward)
+    return _result(base.data**exponent.data, base, exponent, "**", Value._value_pow_backward)

@@ -51,12 +51,13 @@ def _result(data: Any, parents: tuple, op: str, backward_fn, backend: Backend, s
     out.saved = saved
     if graph._grad_enabled and any(parent.requires_grad for parent in parents):
         out.requires_grad = True
-        out.parents = parents
+        graph.set_parents(out, parents)
         out.op = op
         out.backward_fn = backward_fn
     else:
         out.requires_grad = False
-        out.parents = ()
+        out.first_parent = out.second_parent = None
+        out.more_parents = ()
         out.op = ""
         out.backward_fn = None
     return out
@@ -155,7 +156,7 @@ class Tensor(Node):
     keeps its type. Only floating-point tensors can require gradients.
     """
 
-    __slots__ = ("backend",)
+    __slots__ = ("backend", "more_parents")
 
     # ndarray + Tensor must reach Tensor.__radd__ (and so the graph) instead of
     # NumPy looping over the tensor as if it were a sequence of objects
@@ -187,7 +188,8 @@ class Tensor(Node):
         self.grad = None
         self.requires_grad = bool(requires_grad)
         self.label = label
-        self.parents = ()
+        self.first_parent = self.second_parent = None
+        self.more_parents = ()
         self.op = ""
         self.backward_fn = None
         self.saved = None
@@ -203,7 +205,8 @@ class Tensor(Node):
         out.grad = None
         out.requires_grad = False
         out.label = ""
-        out.parents = ()
+        out.first_parent = out.second_parent = None
+        out.more_parents = ()
         out.op = ""
         out.backward_fn = None
         out.saved = None
@@ -321,7 +324,7 @@ class Tensor(Node):
     @staticmethod
     def _add_backward(node: "Tensor", upstream: Any) -> tuple:
         # d(a + b)/da = 1, d(a + b)/db = 1, summed over broadcast copies
-        a, b = node.parents
+        a, b = node.first_parent, node.second_parent
         return (
             _unbroadcast(upstream, a.data.shape) if a.requires_grad else None,
             _unbroadcast(upstream, b.data.shape) if b.requires_grad else None,
@@ -346,7 +349,7 @@ class Tensor(Node):
     @staticmethod
     def _sub_backward(node: "Tensor", upstream: Any) -> tuple:
         # d(a - b)/da = 1, d(a - b)/db = -1
-        a, b = node.parents
+        a, b = node.first_parent, node.second_parent
         return (
             _unbroadcast(upstream, a.data.shape) if a.requires_grad else None,
             _unbroadcast(-upstream, b.data.shape) if b.requires_grad else None,
@@ -381,7 +384,7 @@ class Tensor(Node):
     @staticmethod
     def _mul_backward(node: "Tensor", upstream: Any) -> tuple:
         # d(a * b)/da = b, d(a * b)/db = a (elementwise), summed over broadcast copies
-        a, b = node.parents
+        a, b = node.first_parent, node.second_parent
         return (
             _unbroadcast(upstream * b.data, a.data.shape) if a.requires_grad else None,
             _unbroadcast(upstream * a.data, b.data.shape) if b.requires_grad else None,
@@ -410,7 +413,7 @@ class Tensor(Node):
     @staticmethod
     def _div_backward(node: "Tensor", upstream: Any) -> tuple:
         # d(a / b)/da = 1 / b,  d(a / b)/db = -a / b^2 = -(a / b) / b
-        a, b = node.parents
+        a, b = node.first_parent, node.second_parent
         return (
             _unbroadcast(upstream / b.data, a.data.shape) if a.requires_grad else None,
             _unbroadcast(-upstream * node.data / b.data, b.data.shape) if b.requires_grad else None,
@@ -447,7 +450,7 @@ class Tensor(Node):
     @staticmethod
     def _pow_backward(node: "Tensor", upstream: Any) -> tuple:
         # d(a^n)/da = n * a^(n-1)
-        (a,) = node.parents
+        a = node.first_parent
         exponent = node.saved
         if exponent == 0:
             return (upstream * 0,)
@@ -465,7 +468,7 @@ class Tensor(Node):
     @staticmethod
     def _tensor_pow_backward(node: "Tensor", upstream: Any) -> tuple:
         # d(a^b)/da = b * a^(b-1),  d(a^b)/db = a^b * ln(a)   (taken as 0 where a = 0)
-        a, b = node.parents
+        a, b = node.first_parent, node.second_parent
         xp = node.backend.xp
         grad_a = grad_b = None
         if a.requires_grad:
@@ -499,7 +502,7 @@ class Tensor(Node):
         # C = A B:  dL/dA = dL/dC B^T,  dL/dB = A^T dL/dC.
         # 1-D operands are treated as a row (left) or a column (right) matrix,
         # as NumPy does, and batch dimensions broadcast like elementwise ops.
-        a, b = node.parents
+        a, b = node.first_parent, node.second_parent
         xp = node.backend.xp
         left = a.data[None, :] if a.data.ndim == 1 else a.data
         right = b.data[:, None] if b.data.ndim == 1 else b.data
@@ -552,7 +555,7 @@ class Tensor(Node):
     @staticmethod
     def _log_backward(node: "Tensor", upstream: Any) -> tuple:
         # d(ln a)/da = 1 / a
-        (a,) = node.parents
+        a = node.first_parent
         return (upstream / a.data,)
 
     def sqrt(self) -> "Tensor":
@@ -600,7 +603,7 @@ class Tensor(Node):
     @staticmethod
     def _relu_backward(node: "Tensor", upstream: Any) -> tuple:
         # d max(0, a)/da = 1 where a > 0, else 0 (0 at a = 0, as in PyTorch)
-        (a,) = node.parents
+        a = node.first_parent
         return (upstream * (a.data > 0),)
 
     def abs(self) -> "Tensor":
@@ -609,7 +612,7 @@ class Tensor(Node):
     @staticmethod
     def _abs_backward(node: "Tensor", upstream: Any) -> tuple:
         # d|a|/da = sign(a) (0 at a = 0, as in PyTorch)
-        (a,) = node.parents
+        a = node.first_parent
         return (upstream * node.backend.xp.sign(a.data),)
 
     __abs__ = abs
@@ -624,7 +627,7 @@ class Tensor(Node):
     @staticmethod
     def _sum_backward(node: "Tensor", upstream: Any) -> tuple:
         # d(sum_i a_i)/da_j = 1: every summed element gets the upstream gradient
-        (a,) = node.parents
+        a = node.first_parent
         axes, keepdims = node.saved
         gradient = _expand_reduced(upstream, a.data.shape, axes, keepdims)
         return (node.backend.xp.broadcast_to(gradient, a.data.shape),)
@@ -640,7 +643,7 @@ class Tensor(Node):
     @staticmethod
     def _mean_backward(node: "Tensor", upstream: Any) -> tuple:
         # d(mean_i a_i)/da_j = 1 / N
-        (a,) = node.parents
+        a = node.first_parent
         axes, keepdims, count = node.saved
         gradient = _expand_reduced(upstream, a.data.shape, axes, keepdims) / count
         return (node.backend.xp.broadcast_to(gradient, a.data.shape),)
@@ -667,7 +670,7 @@ class Tensor(Node):
     def _var_backward(node: "Tensor", upstream: Any) -> tuple:
         # d var/da_j = 2 (a_j - mean) / (N - correction); the mean's own
         # dependence on a_j drops out because the centred values sum to zero
-        (a,) = node.parents
+        a = node.first_parent
         axes, keepdims, denominator = node.saved
         centered = a.data - a.data.mean(axis=axes, keepdims=True)
         gradient = _expand_reduced(upstream, a.data.shape, axes, keepdims)
@@ -685,7 +688,7 @@ class Tensor(Node):
     @staticmethod
     def _max_backward(node: "Tensor", upstream: Any) -> tuple:
         # d max/da_j = 1 for the maximal element (1/k each when k elements tie)
-        (a,) = node.parents
+        a = node.first_parent
         axes, keepdims = node.saved
         largest = _expand_reduced(node.data, a.data.shape, axes, keepdims)
         is_max = a.data == largest
@@ -710,7 +713,7 @@ class Tensor(Node):
     @staticmethod
     def _reshape_backward(node: "Tensor", upstream: Any) -> tuple:
         # a reshape moves no number: the gradient is reshaped back
-        (a,) = node.parents
+        a = node.first_parent
         return (upstream.reshape(a.data.shape),)
 
     def permute(self, *dims: Any) -> "Tensor":
@@ -762,7 +765,7 @@ class Tensor(Node):
     def _getitem_backward(node: "Tensor", upstream: Any) -> tuple:
         # each selected element receives its gradient; an element selected
         # twice (repeated integer indices) receives the sum of both
-        (a,) = node.parents
+        a = node.first_parent
         index = node.saved
         gradient = node.backend.xp.zeros_like(a.data)
         node.backend.scatter_add(gradient, index, upstream)
@@ -949,7 +952,7 @@ def where(condition: Any, x: TensorLike, y: TensorLike) -> Tensor:
 
 def _where_backward(node: Tensor, upstream: Any) -> tuple:
     # d/dx = 1 where the condition holds (else 0); d/dy the opposite
-    x, y = node.parents
+    x, y = node.first_parent, node.second_parent
     mask = node.saved
     xp = node.backend.xp
     zero = xp.zeros((), dtype=upstream.dtype)
@@ -973,7 +976,7 @@ def _extremum(a: TensorLike, b: TensorLike, op: str) -> Tensor:
 def _extremum_backward(node: Tensor, upstream: Any) -> tuple:
     # the gradient goes to whichever input was picked; on a tie each gets half
     # (PyTorch's rule for maximum/minimum)
-    a, b = node.parents
+    a, b = node.first_parent, node.second_parent
     a_share = (a.data == node.data).astype(upstream.dtype)  # not * 1.0: keeps float32 float32
     b_share = (b.data == node.data).astype(upstream.dtype)
     total = a_share + b_share
