@@ -586,12 +586,28 @@ def test_eval_graph_labels_the_running_statistics_and_centers_with_them():
     rm, rv = np.array([1.0, -2.0]), np.array([0.5, 4.0])
     x = np.array([[0.0, 1.0], [3.0, 2.0]])
     y = F.batch_norm(tinyad_leaf(x), Tensor(rm), Tensor(rv), training=False)
-    assert_close(tinyad.find(y, "running_mean"), rm.reshape(1, 2), 0)
+    # (C,) broadcasts against (N, C) as it is; (N, C, H, W) gets a (1, C, 1, 1) view (next test)
+    assert_close(tinyad.find(y, "running_mean"), rm, 0)
     assert_close(tinyad.find(y, "centered"), x - rm, 1e-15)
     # the running statistics are constants, so inv_std is a constant leaf (nothing recorded behind it)
-    assert_close(tinyad.find(y, "inv_std"), ((rv + 1e-5) ** -0.5).reshape(1, 2), 1e-15)
+    assert_close(tinyad.find(y, "inv_std"), (rv + 1e-5) ** -0.5, 1e-15)
     with pytest.raises(ValueError, match="batch_mean"):
         tinyad.find(y, "batch_mean")
+
+
+def test_four_dimensional_eval_graph_views_the_running_statistics_per_channel():
+    rm, rv = np.array([1.0, -2.0]), np.array([0.5, 4.0])
+    x = np.arange(16.0).reshape(2, 2, 2, 2)
+    y = F.batch_norm(tinyad_leaf(x), Tensor(rm), Tensor(rv), training=False)
+    assert_close(tinyad.find(y, "running_mean"), rm.reshape(1, 2, 1, 1), 0)
+    assert_close(tinyad.find(y, "centered"), x - rm.reshape(1, 2, 1, 1), 1e-15)
+
+
+def test_two_dimensional_graph_uses_gamma_and_beta_without_a_reshape_node():
+    x, gamma, beta = tinyad_leaf(np.eye(3)), tinyad_leaf(np.ones(3)), tinyad_leaf(np.zeros(3))
+    y = F.batch_norm(x, None, None, gamma, beta, training=True)
+    assert y.second_parent is beta and y.first_parent.second_parent is gamma
+    assert all(node.op != "reshape" for node in tinyad.graph.topological_order(y))
 
 
 def test_labelled_nodes_receive_the_gradients_torch_computes_for_the_same_intermediates():

@@ -49,7 +49,13 @@ def _result(data: Any, parents: tuple, op: str, backward_fn, backend: Backend, s
     out._upstream = None
     out.backend = backend
     out.saved = saved
-    if graph._grad_enabled and any(parent.requires_grad for parent in parents):
+    recorded = False
+    if graph._grad_enabled:
+        for parent in parents:
+            if parent.requires_grad:
+                recorded = True
+                break
+    if recorded:
         out.requires_grad = True
         graph.set_parents(out, parents)
         out.op = op
@@ -129,6 +135,31 @@ def _expand_reduced(gradient: Any, input_shape: tuple, axes: tuple, keepdims: bo
             shape[a] = 1
         gradient = gradient.reshape(shape)
     return gradient
+
+
+def _check_power_domain(backend: Backend, data: Any, exponent: float) -> None:
+    """Refuse a ** n where it is not a real number: 0 ** (n < 0) divides by
+    zero, and a negative base needs an integer n. One pass over the data
+    (an inverse square root, n = -1/2, must check both)."""
+    negative_exponent = exponent < 0
+    fractional_exponent = not float(exponent).is_integer()
+    if negative_exponent and fractional_exponent:
+        suspect = data <= 0
+    elif negative_exponent:
+        suspect = data == 0
+    elif fractional_exponent:
+        suspect = data < 0
+    else:
+        return
+    if not suspect.any():
+        return
+    zero = data == 0
+    if negative_exponent and zero.any():
+        raise ValueError(f"**: 0 ** {exponent!r} is a division by zero: the base {_first_bad(backend, data, zero)}")
+    raise ValueError(
+        f"**: a negative base needs an integer exponent, the exponent is {exponent!r} and "
+        f"the base {_first_bad(backend, data, data < 0)}"
+    )
 
 
 def _first_bad(backend: Backend, data: Any, bad: Any) -> str:
@@ -434,17 +465,8 @@ class Tensor(Node):
             return NotImplemented
         data = self.data
         # value checks are off on the GPU (see backend.py): 0 ** -1 is inf there, as in PyTorch
-        if self.backend.checks_values and exponent < 0:
-            zero = data == 0
-            if zero.any():
-                raise ValueError(f"**: 0 ** {exponent!r} is a division by zero: the base {_first_bad(self.backend, data, zero)}")
-        if self.backend.checks_values and not float(exponent).is_integer():
-            negative = data < 0
-            if negative.any():
-                raise ValueError(
-                    f"**: a negative base needs an integer exponent, the exponent is {exponent!r} and "
-                    f"the base {_first_bad(self.backend, data, negative)}"
-                )
+        if self.backend.checks_values:
+            _check_power_domain(self.backend, data, exponent)
         return _result(data**exponent, (self,), f"**{exponent:g}", Tensor._pow_backward, self.backend, saved=exponent)
 
     @staticmethod

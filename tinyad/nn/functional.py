@@ -101,7 +101,14 @@ def _labelled(node: Tensor, label: str) -> Tensor:
 
 
 def _channel_view(param: Tensor, ndim: int, name: str) -> Tensor:
-    """A per-channel (C,) tensor reshaped to (1, C, 1, ...) so it broadcasts over N and space."""
+    """A per-channel (C,) tensor shaped to broadcast over N and space.
+
+    Broadcasting lines shapes up from the right, so (C,) already fits an (N, C)
+    input and is used as it is; an (N, C, H, W) input needs (1, C, 1, 1), a
+    reshape node labelled ``name``.
+    """
+    if ndim == 2:
+        return param
     shape = [1] * ndim
     shape[1] = param.shape[0]
     return _labelled(param.reshape(shape), name)
@@ -192,8 +199,8 @@ def _composed_batch_norm(input, running_mean, running_var, weight, bias, use_bat
         mean_data, var_data = batch_mean.data, batch_var.data
     else:
         # evaluation: the population estimates are constants, not functions of the batch
-        mean_const = _channel_view(running_mean.detach(), x.ndim, "running_mean")
-        batch_var = _channel_view(running_var.detach(), x.ndim, "running_var")
+        mean_const = _channel_view(_labelled(running_mean.detach(), "running_mean"), x.ndim, "running_mean")
+        batch_var = _channel_view(_labelled(running_var.detach(), "running_var"), x.ndim, "running_var")
         centered = _labelled(x - mean_const, "centered")
         mean_data, var_data = mean_const.data, batch_var.data
     var_eps = _labelled(batch_var + eps, "var_eps")
