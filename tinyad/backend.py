@@ -91,11 +91,12 @@ class Backend:
         (shape (1, C, 1, ...)), the variance is the biased one, and ``saved``
         is whatever ``fused_batch_norm_backward`` needs later.
         """
-        batch_mean = x.mean(axis=axes, keepdims=True)
-        centered = x - batch_mean
-        batch_var = (centered * centered).mean(axis=axes, keepdims=True)
+        m = x.size // x.shape[1]  # values per channel
+        batch_mean = x.sum(axis=axes, keepdims=True) / m
+        x_hat = x - batch_mean  # the centered input; divided by the std in place below
+        batch_var = (x_hat * x_hat).sum(axis=axes, keepdims=True) / m
         inv_std = (batch_var + eps) ** -0.5
-        x_hat = centered * inv_std
+        x_hat *= inv_std
         shape = batch_mean.shape
         y = x_hat if weight is None else x_hat * weight.reshape(shape)
         if bias is not None:
@@ -110,13 +111,20 @@ class Backend:
 
         (sums over ``axes``, m values per channel; ``weight`` None means gamma = 1).
         This array version reads x_hat from ``saved`` and does not need ``x``.
+        It computes dL/dx as gamma * inv_std * (dy - sum(dy) / m - x_hat *
+        sum(dy * x_hat) / m), the same formula with the 1/m moved onto the
+        (C,)-sized sums, in one new array changed in place: seven passes over
+        the data instead of eight, and one allocation instead of four.
         """
         x_hat, inv_std = saved
         m = dy.size // x_hat.shape[1]
         sum_dy = dy.sum(axis=axes, keepdims=True)
         sum_dy_xhat = (dy * x_hat).sum(axis=axes, keepdims=True)
-        gamma = inv_std if weight is None else weight.reshape(inv_std.shape) * inv_std
-        dx = gamma / m * (m * dy - sum_dy - x_hat * sum_dy_xhat)
+        scale = inv_std if weight is None else weight.reshape(inv_std.shape) * inv_std
+        dx = x_hat * (sum_dy_xhat / -m)
+        dx += dy
+        dx -= sum_dy / m
+        dx *= scale
         return dx, sum_dy_xhat.reshape(-1), sum_dy.reshape(-1)
 
 

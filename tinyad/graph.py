@@ -194,15 +194,20 @@ def topological_order(root: Node) -> list[Node]:
             mark(parent)
             push(parent)
             continue
-        if node.more_parents:  # an op with three or more inputs (rare)
-            parent = next((p for p in node.more_parents if p not in visited), None)
-            if parent is not None:
-                mark(parent)
-                push(parent)
-                continue
+        if node.more_parents and _push_first_unvisited(node.more_parents, visited, stack):
+            continue  # an op with three or more inputs (rare) had one more to visit
         pop()
         emit(node)
     return order
+
+
+def _push_first_unvisited(parents: tuple, visited: set, stack: list) -> bool:
+    for parent in parents:
+        if parent not in visited:
+            visited.add(parent)
+            stack.append(parent)
+            return True
+    return False
 
 
 def run_backward(root: Node, seed: Any) -> None:

@@ -337,8 +337,14 @@ class Tensor(Node):
     def accumulated_leaf_grad(self, upstream: Any) -> Any:
         # a fresh, writable array of the leaf's own dtype (never a shared or
         # broadcast view, never a NumPy scalar)
-        total = upstream if self.grad is None else self.grad + upstream
-        return self.backend.xp.array(total, dtype=self.data.dtype, copy=True)
+        if self.grad is not None:
+            total = self.grad + upstream  # a new array already
+            if type(total) is self.backend.array_type and total.dtype == self.data.dtype:
+                return total
+            return self.backend.xp.array(total, dtype=self.data.dtype)
+        if type(upstream) is self.backend.array_type and upstream.dtype == self.data.dtype:
+            return upstream.copy()  # the message itself stays recorded on its edge
+        return self.backend.xp.array(upstream, dtype=self.data.dtype, copy=True)
 
     # ---- addition, subtraction, negation ------------------------------------
 
@@ -383,7 +389,7 @@ class Tensor(Node):
         a, b = node.first_parent, node.second_parent
         return (
             _unbroadcast(upstream, a.data.shape) if a.requires_grad else None,
-            _unbroadcast(-upstream, b.data.shape) if b.requires_grad else None,
+            -_unbroadcast(upstream, b.data.shape) if b.requires_grad else None,  # sum first, then negate the smaller array
         )
 
     def __rsub__(self, other: TensorLike) -> "Tensor":
@@ -477,7 +483,9 @@ class Tensor(Node):
         if exponent == 0:
             return (upstream * 0,)
         if exponent == 2:  # the square, as in a variance: 2a, without a general power
-            return (upstream * (2 * a.data),)
+            gradient = upstream * a.data
+            gradient *= 2  # in place: one new array instead of two
+            return (gradient,)
         with _quiet(node.backend.xp):  # 0 ** (n - 1) = +inf for n < 1, as in PyTorch
             return (upstream * (exponent * a.data ** (exponent - 1)),)
 

@@ -225,9 +225,13 @@ def _fused_batch_norm(input, weight, bias, eps, axes):
     weight_data = None if weight is None else weight.data
     bias_data = None if bias is None else bias.data
     y, batch_mean, batch_var, arrays = input.backend.fused_batch_norm_forward(input.data, weight_data, bias_data, eps, axes)
-    parents = (input,) + tuple(p for p in (weight, bias) if p is not None)
-    roles = ("input",) + tuple(name for name, p in (("weight", weight), ("bias", bias)) if p is not None)
-    out = _result(y, parents, "batch_norm (fused)", _fused_backward, input.backend, saved=(arrays, axes, roles))
+    parents = [input]  # then whichever of weight and bias are given, in that order
+    if weight is not None:
+        parents.append(weight)
+    if bias is not None:
+        parents.append(bias)
+    saved = (arrays, axes, weight is not None, bias is not None)
+    out = _result(y, tuple(parents), "batch_norm (fused)", _fused_backward, input.backend, saved=saved)
     out.label = "y"
     return out, batch_mean, batch_var
 
@@ -238,16 +242,15 @@ def _fused_backward(node: Tensor, upstream: Any) -> tuple:
     #   dL/dgamma = sum(dy * x_hat),   dL/dbeta = sum(dy)
     # (sums over the batch and spatial axes; check.batch_norm_backward_compact
     # derives it step by step, Backend.fused_batch_norm_backward computes it)
-    arrays, axes, roles = node.saved
-    x = node.parents[0].data
-    weight = node.parents[roles.index("weight")].data if "weight" in roles else None
+    arrays, axes, has_weight, has_bias = node.saved
+    x = node.first_parent.data
+    weight = node.second_parent.data if has_weight else None
     dx, dweight, dbias = node.backend.fused_batch_norm_backward(upstream, x, weight, arrays, axes)
-    grads = [dx]
-    if "weight" in roles:
-        grads.append(dweight)
-    if "bias" in roles:
-        grads.append(dbias)
-    return tuple(grads)
+    if has_weight and has_bias:
+        return (dx, dweight, dbias)
+    if has_weight:
+        return (dx, dweight)
+    return (dx, dbias) if has_bias else (dx,)
 
 
 def batch_norm_scalar(
