@@ -105,6 +105,8 @@ def _unbroadcast(gradient: Any, shape: tuple) -> Any:
     added = gradient.ndim - len(shape)
     if added > 0:
         gradient = gradient.sum(axis=tuple(range(added)))
+        if gradient.shape == shape:
+            return gradient
     stretched = tuple(i for i, size in enumerate(shape) if size == 1 and gradient.shape[i] != 1)
     if stretched:
         gradient = gradient.sum(axis=stretched, keepdims=True)
@@ -486,7 +488,11 @@ class Tensor(Node):
             gradient = upstream * a.data
             gradient *= 2  # in place: one new array instead of two
             return (gradient,)
-        with _quiet(node.backend.xp):  # 0 ** (n - 1) = +inf for n < 1, as in PyTorch
+        if exponent < 0 or exponent >= 1:
+            # a^(n-1) is finite: for n >= 1 everywhere, for n < 0 because the
+            # forward refused a = 0 (where the GPU skips that check, it warns of nothing)
+            return (upstream * (exponent * a.data ** (exponent - 1)),)
+        with _quiet(node.backend.xp):  # 0 < n < 1: 0 ** (n - 1) = +inf, as in PyTorch
             return (upstream * (exponent * a.data ** (exponent - 1)),)
 
     def __rpow__(self, base: TensorLike) -> "Tensor":
