@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import resource
 import sys
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -70,11 +71,26 @@ def page_faults_per_call(fn, calls: int = 5) -> float:
     return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / calls
 
 
+def peak_memory_per_call(fn, input_bytes: int) -> float:
+    """Memory a call needs at its peak, beyond what was held before it, in
+    multiples of the input's size (NumPy reports its arrays to tracemalloc)."""
+    tracemalloc.start()
+    try:
+        fn()
+        held_before, _ = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        fn()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return (peak - held_before) / input_bytes
+
+
 def batchnorm_table(repeats: int) -> list[str]:
     rng = np.random.default_rng(0)
     rows = [
-        "| shape | dtype | NumPy formula (ms) | composed (ms) | composed / NumPy | fused (ms) | fused / NumPy | PyTorch (ms) | PyTorch / NumPy | page faults per call: NumPy / composed / fused |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| shape | dtype | NumPy formula (ms) | composed (ms) | composed / NumPy | fused (ms) | fused / NumPy | PyTorch (ms) | PyTorch / NumPy | peak memory in inputs: NumPy / composed / fused | page faults per call: NumPy / composed / fused |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for shape in SHAPES:
         for dtype in ("float32", "float64"):
@@ -101,11 +117,13 @@ def batchnorm_table(repeats: int) -> list[str]:
             }
             medians = interleaved_medians(contenders, repeats=count, warmup=2)
             faults = {name: page_faults_per_call(contenders[name]) for name in ("numpy", "composed", "fused")}
+            peaks = {name: peak_memory_per_call(contenders[name], x.nbytes) for name in ("numpy", "composed", "fused")}
             base = medians["numpy"]
             rows.append(
                 f"| {shape} | {dtype} | {base * 1e3:.3f} | {medians['composed'] * 1e3:.3f} | "
                 f"**{medians['composed'] / base:.2f}** | {medians['fused'] * 1e3:.3f} | "
                 f"**{medians['fused'] / base:.2f}** | {medians['torch'] * 1e3:.3f} | {medians['torch'] / base:.2f} | "
+                f"{peaks['numpy']:.1f} / {peaks['composed']:.1f} / {peaks['fused']:.1f} | "
                 f"{faults['numpy']:.0f} / {faults['composed']:.0f} / {faults['fused']:.0f} |"
             )
             print(rows[-1], flush=True)
@@ -216,14 +234,15 @@ def main() -> None:
             "medians over interleaved repeats divided by the NumPy formula's median (targets: composed",
             "<= 2, fused <= 1.15). Command: `python benchmarks/batchnorm.py`.",
             "",
-            "The last column counts minor page faults per call (the kernel mapping in a fresh page).",
-            "NumPy takes memory for an array of more than about 128 KB straight from the operating",
-            "system and returns it on free, so every such array costs one fault per 4 KB page the",
-            "first time it is written. A graph keeps its intermediates and gradient messages alive",
-            "until it is freed, so the composed version maps about twice as many pages per call as",
-            "the formula; where a fault is slow (on the virtual machine that measured this table) that,",
-            "not arithmetic, sets the ratio at the middle shapes. At the largest shapes NumPy asks",
-            "for huge pages and the count falls.",
+            "Where the composed graph loses time, beyond its fixed cost per call (next table):",
+            "*peak memory* is the most memory a call holds at once beyond what was held before it, in",
+            "multiples of the input's size (traced with `tracemalloc`). A graph keeps every",
+            "intermediate and every gradient message until it is freed, because backward needs the",
+            "former and a learner may ask for the latter (`tinyad.message`), so it holds about twice",
+            "what the formula does, and makes every array fresh where the formula reuses freed memory.",
+            "*Page faults* count the times per call the kernel had to hand the process a new 4 KB page",
+            "(`getrusage`); they appear where the arrays are too large for the C library to keep",
+            "freed memory for reuse, and they cost the most on a virtual machine like this one.",
             "",
             *bn_rows,
             "",
