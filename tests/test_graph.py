@@ -438,6 +438,10 @@ def test_parents_keep_argument_order_for_one_two_and_many_inputs():
     joined = tinyad.concatenate([a, b, c, a])
     assert joined.parents == (a, b, c, a)
     assert joined.more_parents == (c, a)
+    # a arrives through first_parent and through more_parents: both messages count
+    (joined * tinyad.tensor([1.0, 2.0, 3.0, 4.0])).sum().backward()
+    assert a.grad.tolist() == [5.0] and b.grad.tolist() == [2.0] and c.grad.tolist() == [3.0]
+    assert [m.tolist() for m in joined.messages] == [[1.0], [2.0], [3.0], [4.0]]
 
 
 def test_topological_order_reaches_parents_beyond_the_second():

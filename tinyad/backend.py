@@ -91,10 +91,9 @@ class Backend:
         (shape (1, C, 1, ...)), the variance is the biased one, and ``saved``
         is whatever ``fused_batch_norm_backward`` needs later.
         """
-        m = x.size // x.shape[1]  # values per channel
-        batch_mean = x.sum(axis=axes, keepdims=True) / m
+        batch_mean = x.mean(axis=axes, keepdims=True)
         x_hat = x - batch_mean  # the centered input; divided by the std in place below
-        batch_var = (x_hat * x_hat).sum(axis=axes, keepdims=True) / m
+        batch_var = (x_hat * x_hat).mean(axis=axes, keepdims=True)
         inv_std = (batch_var + eps) ** -0.5
         x_hat *= inv_std
         shape = batch_mean.shape

@@ -45,7 +45,6 @@ __all__ = [
     "message",
     "zero_grad",
     "find",
-    "set_parents",
 ]
 
 # Whether operations record their inputs. ``no_grad`` flips it; the ops read
@@ -107,12 +106,15 @@ class Node:
                      order of ``parents`` (accumulated like ``grad``)
     ``requires_grad``  whether gradients should flow into this node at all
 
-    Why two slots and not one tuple of parents? Every tuple of nodes is one
-    more object that Python's cyclic garbage collector tracks and walks,
-    again and again, while a graph is being built. A scalar graph has one
-    node per number, so that tuple doubled the collector's work: in the
-    training step of ``benchmarks/scalar_vs_micrograd.py`` the collector
-    took 48 ms of 109 with a tuple per node, 22 ms of 78 without.
+    Only the last input may be missing: ``second_parent`` is None for a
+    one-input op, and ``more_parents`` is empty unless both others are set.
+
+    Why slots and not one tuple of parents? Every tuple of nodes is one more
+    object that Python's cyclic garbage collector tracks and walks, again and
+    again, while a graph is being built. A scalar graph has one node per
+    number, so the tuple doubled the collector's work: in the training step
+    of ``benchmarks/scalar_vs_micrograd.py`` the collector's time fell by
+    about half when the tuple went.
     """
 
     __slots__ = (
@@ -161,7 +163,11 @@ class Node:
 
 
 def set_parents(node: Node, parents: tuple) -> None:
-    """Store ``parents`` in the node's three parent slots (see ``Node``)."""
+    """Store ``parents`` in a Tensor node's three parent slots (see ``Node``).
+
+    (A Value's ops set its two slots directly; a Value has no ``more_parents``
+    slot, since a scalar op never has more than two inputs.)
+    """
     count = len(parents)
     node.first_parent = parents[0] if count > 0 else None
     node.second_parent = parents[1] if count > 1 else None
@@ -181,9 +187,11 @@ def topological_order(root: Node) -> list[Node]:
     order: list[Node] = []
     visited = {root}
     stack = [root]
+    more_to_visit: dict[Node, Iterator[Node]] = {}
     push, pop, mark, emit = stack.append, stack.pop, visited.add, order.append
     while stack:
         node = stack[-1]
+        # "push the first of node.parents not yet visited", written out slot by slot
         parent = node.first_parent
         if parent is not None and parent not in visited:
             mark(parent)
@@ -194,20 +202,20 @@ def topological_order(root: Node) -> list[Node]:
             mark(parent)
             push(parent)
             continue
-        if node.more_parents and _push_first_unvisited(node.more_parents, visited, stack):
-            continue  # an op with three or more inputs (rare) had one more to visit
+        if node.more_parents:  # an op with three or more inputs (rare)
+            # resume where this node's last visit stopped, so that a stack of
+            # k tensors costs k steps here, not k * k / 2
+            remaining = more_to_visit.get(node)
+            if remaining is None:
+                remaining = more_to_visit[node] = iter(node.more_parents)
+            parent = next((p for p in remaining if p not in visited), None)
+            if parent is not None:
+                mark(parent)
+                push(parent)
+                continue
         pop()
         emit(node)
     return order
-
-
-def _push_first_unvisited(parents: tuple, visited: set, stack: list) -> bool:
-    for parent in parents:
-        if parent not in visited:
-            visited.add(parent)
-            stack.append(parent)
-            return True
-    return False
 
 
 def run_backward(root: Node, seed: Any) -> None:
@@ -221,7 +229,7 @@ def run_backward(root: Node, seed: Any) -> None:
     even for intermediate nodes.
 
     Python's cyclic garbage collector is paused meanwhile: backward allocates
-    a burst of short-lived messages and stack entries, and since a tinyad
+    a burst of short-lived messages, and since a tinyad
     graph holds no reference cycles the collector could find nothing to free
     in them; left on, it would walk every live node of the graph for nothing.
     """
@@ -261,8 +269,10 @@ def _propagate(order: list[Node], root: Node, seed: Any) -> None:
                 new if old is None else (old if new is None else old + new)
                 for old, new in zip(previous, sent)
             )
-        # Deliver message i to parent i (written out for the first two
-        # parents, which is every op of a scalar graph).
+        # Deliver message i to parent i: this is
+        #     for parent, gradient in zip(node.parents, sent): ...
+        # written out for the first two parents (every op of a scalar graph),
+        # which saves building the parents tuple at every node.
         gradient = sent[0]
         if gradient is not None and first.requires_grad:
             waiting = first._upstream

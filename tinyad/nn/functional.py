@@ -199,8 +199,8 @@ def _composed_batch_norm(input, running_mean, running_var, weight, bias, use_bat
         mean_data, var_data = batch_mean.data, batch_var.data
     else:
         # evaluation: the population estimates are constants, not functions of the batch
-        mean_const = _channel_view(_labelled(running_mean.detach(), "running_mean"), x.ndim, "running_mean")
-        batch_var = _channel_view(_labelled(running_var.detach(), "running_var"), x.ndim, "running_var")
+        mean_const = _labelled(_channel_view(running_mean.detach(), x.ndim, "running_mean"), "running_mean")
+        batch_var = _labelled(_channel_view(running_var.detach(), x.ndim, "running_var"), "running_var")
         centered = _labelled(x - mean_const, "centered")
         mean_data, var_data = mean_const.data, batch_var.data
     var_eps = _labelled(batch_var + eps, "var_eps")
