@@ -208,10 +208,14 @@ def topological_order(root: Node) -> list[Node]:
             remaining = more_to_visit.get(node)
             if remaining is None:
                 remaining = more_to_visit[node] = iter(node.more_parents)
-            parent = next((p for p in remaining if p not in visited), None)
-            if parent is not None:
-                mark(parent)
-                push(parent)
+            pushed = False
+            for parent in remaining:
+                if parent not in visited:
+                    mark(parent)
+                    push(parent)
+                    pushed = True
+                    break
+            if pushed:
                 continue
         pop()
         emit(node)
