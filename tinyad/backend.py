@@ -77,6 +77,18 @@ class Backend:
         """A host (NumPy) copy of ``array``; the only way data leaves the device."""
         return numpy.asarray(array)
 
+    def mean(self, array: Any, axes: tuple, keepdims: bool, count: int) -> Any:
+        """The mean over ``axes`` of the ``count`` values there, as sum / count.
+
+        That is NumPy's own arithmetic for ``mean``, without the Python wrapper
+        around it, which costs more than the sum itself on a small array.
+        Integers and float16 keep ``mean``: its wider accumulator cannot
+        overflow, where a float16 sum passes 65504 and becomes inf.
+        """
+        if array.dtype.kind in "fc" and array.dtype.itemsize >= 4:
+            return array.sum(axis=axes, keepdims=keepdims) / count
+        return array.mean(axis=axes, keepdims=keepdims)
+
     def scatter_add(self, target: Any, index: Any, values: Any) -> None:
         """target[index] += values, adding (not overwriting) at repeated indices."""
         self.xp.add.at(target, index, values)
@@ -91,9 +103,10 @@ class Backend:
         (shape (1, C, 1, ...)), the variance is the biased one, and ``saved``
         is whatever ``fused_batch_norm_backward`` needs later.
         """
-        batch_mean = _channel_mean(x, axes)
+        count = x.size // x.shape[1]  # values per channel
+        batch_mean = self.mean(x, axes, True, count)
         x_hat = x - batch_mean  # the centered input; divided by the std in place below
-        batch_var = _channel_mean(x_hat * x_hat, axes)
+        batch_var = self.mean(x_hat * x_hat, axes, True, count)
         inv_std = (batch_var + eps) ** -0.5
         x_hat *= inv_std
         shape = batch_mean.shape
@@ -125,20 +138,6 @@ class Backend:
         dx -= sum_dy / m
         dx *= scale
         return dx, sum_dy_xhat.reshape(-1), sum_dy.reshape(-1)
-
-
-def _channel_mean(array: Any, axes: tuple) -> Any:
-    """The mean over ``axes``, keeping them as size 1.
-
-    NumPy's ``mean`` is ``sum / count`` behind a Python wrapper that costs
-    more than the arithmetic on a small batch, so it is written out here.
-    Only float16 keeps ``mean``: its float32 accumulator cannot overflow,
-    where a float16 sum would pass 65504 and become inf.
-    """
-    if array.dtype.itemsize < 4:
-        return array.mean(axis=axes, keepdims=True)
-    count = array.size // array.shape[1]  # values per channel
-    return array.sum(axis=axes, keepdims=True) / count
 
 
 class CupyBackend(Backend):

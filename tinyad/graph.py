@@ -91,7 +91,8 @@ class Node:
 
     ``parents``      the nodes this one was computed from, in the op's argument
                      order (a tuple, empty for a leaf), built from three slots:
-    ``first_parent``, ``second_parent``  the first two inputs (None if absent)
+    ``first_parent``, ``second_parent``  the first two inputs (None if absent;
+                     each op sets them when it makes its output node)
     ``more_parents`` a tuple of any further inputs (concatenate, stack, the
                      fused BatchNorm); a slot of Tensor only, since a scalar
                      op never has more than two inputs (Value's is always ())
@@ -160,18 +161,6 @@ class Node:
         what optimizers read and users change, so it must be its own.
         """
         raise NotImplementedError  # pragma: no cover - overridden
-
-
-def set_parents(node: Node, parents: tuple) -> None:
-    """Store ``parents`` in a Tensor node's three parent slots (see ``Node``).
-
-    (A Value's ops set its two slots directly; a Value has no ``more_parents``
-    slot, since a scalar op never has more than two inputs.)
-    """
-    count = len(parents)
-    node.first_parent = parents[0] if count > 0 else None
-    node.second_parent = parents[1] if count > 1 else None
-    node.more_parents = parents[2:]
 
 
 def topological_order(root: Node) -> list[Node]:

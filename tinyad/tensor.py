@@ -57,7 +57,10 @@ def _result(data: Any, parents: tuple, op: str, backward_fn, backend: Backend, s
                 break
     if recorded:
         out.requires_grad = True
-        graph.set_parents(out, parents)
+        count = len(parents)  # the parent slots of graph.Node: two, then the rest
+        out.first_parent = parents[0]
+        out.second_parent = parents[1] if count > 1 else None
+        out.more_parents = parents[2:] if count > 2 else ()
         out.op = op
         out.backward_fn = backward_fn
     else:
@@ -82,7 +85,10 @@ def _operand(tensor: "Tensor", other: Any, op: str) -> "Tensor":
         # a Python number adopts the tensor's dtype where its kind fits (NumPy 2's
         # rule for scalars): float32 + 0.5 stays float32, but int64 * 0.5 is float64
         backend = tensor.backend
-        return Tensor._constant(backend.scalar(other, backend.xp.result_type(tensor.data.dtype, other)), backend)
+        dtype = tensor.data.dtype
+        if dtype.kind not in "fc":
+            dtype = backend.xp.result_type(dtype, other)
+        return Tensor._constant(backend.scalar(other, dtype), backend)
     if isinstance(other, tensor.backend.array_type):
         # a plain array is a constant too (NumPy's own promotion rules apply)
         return Tensor._constant(other, tensor.backend)
@@ -673,7 +679,7 @@ class Tensor(Node):
         count = _count(self.data.shape, axes)
         if count == 0:
             raise ValueError(f"mean: cannot average over zero elements (shape {self.shape}, axis {axis})")
-        data = self.data.mean(axis=axes, keepdims=keepdims)
+        data = self.backend.mean(self.data, axes, keepdims, count)
         return _result(data, (self,), "mean", Tensor._mean_backward, self.backend, saved=(axes, keepdims, count))
 
     @staticmethod
