@@ -775,3 +775,23 @@ def test_mixing_devices_in_masks_indices_and_ops_names_both(spy_device, make):
     spy = Tensor(np.array([2.0, 3.0]), requires_grad=True, device="spy")
     with pytest.raises(ValueError, match="different devices, (cpu and spy|spy and cpu)"):
         make(cpu, spy)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_backend_mean_is_numpys_mean_to_the_last_bit(dtype):
+    # sum / count is the arithmetic numpy.mean does; only its Python wrapper is skipped
+    array = np.random.default_rng(5).normal(size=(37, 11, 3)).astype(dtype)
+    for axes, keepdims in [((0,), True), ((0, 2), True), ((1,), False), ((0, 1, 2), False)]:
+        ours = tinyad.backend.NUMPY.mean(array, axes, keepdims, int(np.prod([array.shape[a] for a in axes])))
+        theirs = array.mean(axis=axes, keepdims=keepdims)
+        assert ours.dtype == theirs.dtype and np.array_equal(ours, theirs)
+
+
+def test_backend_mean_of_float16_does_not_overflow_where_a_float16_sum_would():
+    array = np.full((70_000, 1), 1.0, dtype="float16")  # the float16 sum, 70000, is above 65504
+    with np.errstate(over="ignore"):
+        assert np.isinf(array.sum(axis=(0,), keepdims=True)).all()
+    mean = tinyad.backend.NUMPY.mean(array, (0,), True, 70_000)
+    assert mean.dtype == np.float16 and mean.tolist() == [[1.0]]
+    normalized = tinyad.nn.functional.batch_norm(tinyad.Tensor(array), None, None, training=True, fused=True)
+    assert np.isfinite(normalized.data).all()
