@@ -70,20 +70,16 @@ def input_shapes(min_n: int = 2):
 
 def functional_both(x, weight, bias, running_mean, running_var, dy, training, momentum=0.1, eps=1e-5, fused=False):
     """Call tinyad's and torch's batch_norm on copies of the same arrays; return everything."""
-    ours = {
-        "x": tinyad_leaf(x),
-        "weight": None if weight is None else tinyad_leaf(weight),
-        "bias": None if bias is None else tinyad_leaf(bias),
-        "running_mean": None if running_mean is None else tinyad_leaf(running_mean, requires_grad=False),
-        "running_var": None if running_var is None else tinyad_leaf(running_var, requires_grad=False),
-    }
-    theirs = {
-        "x": torch_leaf(x),
-        "weight": None if weight is None else torch_leaf(weight),
-        "bias": None if bias is None else torch_leaf(bias),
-        "running_mean": None if running_mean is None else torch_leaf(running_mean, requires_grad=False),
-        "running_var": None if running_var is None else torch_leaf(running_var, requires_grad=False),
-    }
+    def leaves(make):
+        return {
+            "x": make(x),
+            "weight": None if weight is None else make(weight),
+            "bias": None if bias is None else make(bias),
+            "running_mean": None if running_mean is None else make(running_mean, requires_grad=False),
+            "running_var": None if running_var is None else make(running_var, requires_grad=False),
+        }
+
+    ours, theirs = leaves(tinyad_leaf), leaves(torch_leaf)
     y_ours = F.batch_norm(
         ours["x"], ours["running_mean"], ours["running_var"], ours["weight"], ours["bias"],
         training, momentum, eps, fused=fused,

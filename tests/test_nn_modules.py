@@ -357,6 +357,17 @@ def test_sequential_with_batchnorm2d_matches_torch():
 # ---------------------------------------------------------------------------
 
 
+def cross_entropy_both(logits, target):
+    """The loss and its backward in tinyad and in torch: (loss, leaf, torch loss, torch leaf)."""
+    leaf = tinyad_leaf(logits)
+    loss = F.cross_entropy(leaf, target)
+    loss.backward()
+    torch_logits = torch_leaf(logits)
+    expected = TF.cross_entropy(torch_logits, torch.from_numpy(target))
+    expected.backward()
+    return loss, leaf, expected, torch_logits
+
+
 @FEW
 @given(
     n=st.integers(1, 6),
@@ -368,12 +379,7 @@ def test_cross_entropy_value_and_gradient_match_torch(n, classes, scale, seed):
     rng = np.random.default_rng(seed)
     logits = rng.normal(size=(n, classes)) * scale
     target = rng.integers(0, classes, size=n)
-    leaf = tinyad_leaf(logits)
-    loss = F.cross_entropy(leaf, target)
-    loss.backward()
-    tl = torch_leaf(logits)
-    expected = TF.cross_entropy(tl, torch.from_numpy(target))
-    expected.backward()
+    loss, leaf, expected, tl = cross_entropy_both(logits, target)
     assert np.isfinite(loss.item())
     assert loss.item() == pytest.approx(expected.item(), rel=1e-10, abs=1e-12)
     assert_close(leaf.grad, tl.grad, 1e-9, 1e-12, "dlogits")
@@ -382,12 +388,7 @@ def test_cross_entropy_value_and_gradient_match_torch(n, classes, scale, seed):
 def test_cross_entropy_with_huge_logits_does_not_overflow():
     logits = np.array([[1000.0, 0.0, -1000.0], [1000.0, 1000.0, 999.0]])
     target = np.array([1, 2])
-    leaf = tinyad_leaf(logits)
-    loss = F.cross_entropy(leaf, target)
-    loss.backward()
-    tl = torch_leaf(logits)
-    expected = TF.cross_entropy(tl, torch.from_numpy(target))
-    expected.backward()
+    loss, leaf, expected, tl = cross_entropy_both(logits, target)
     assert loss.item() == pytest.approx(expected.item(), rel=1e-12)
     assert_close(leaf.grad, tl.grad, 1e-12)
 

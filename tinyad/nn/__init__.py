@@ -13,17 +13,6 @@ from .modules import (
     set_population_statistics,
 )
 
-__all__ = [
-    "Module",
-    "Linear",
-    "BatchNorm1d",
-    "BatchNorm2d",
-    "ReLU",
-    "Sigmoid",
-    "Tanh",
-    "Flatten",
-    "Sequential",
-    "set_population_statistics",
-    "functional",
-    "init",
-]
+from . import modules
+
+__all__ = [*modules.__all__, "functional", "init"]
