@@ -18,6 +18,7 @@ imported ``numpy``.
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Any, Sequence, Union
 
 from . import graph
@@ -345,14 +346,13 @@ class Tensor(Node):
     def accumulated_leaf_grad(self, upstream: Any) -> Any:
         # a fresh, writable array of the leaf's own dtype (never a shared or
         # broadcast view, never a NumPy scalar)
-        if self.grad is not None:
-            total = self.grad + upstream  # a new array already
-            if type(total) is self.backend.array_type and total.dtype == self.data.dtype:
-                return total
-            return self.backend.xp.array(total, dtype=self.data.dtype)
-        if type(upstream) is self.backend.array_type and upstream.dtype == self.data.dtype:
-            return upstream.copy()  # the message itself stays recorded on its edge
-        return self.backend.xp.array(upstream, dtype=self.data.dtype, copy=True)
+        if self.grad is None:
+            total, new_array = upstream, False  # the message itself stays recorded on its edge
+        else:
+            total, new_array = self.grad + upstream, True
+        if new_array and type(total) is self.backend.array_type and total.dtype == self.data.dtype:
+            return total
+        return self.backend.xp.array(total, dtype=self.data.dtype, copy=True)
 
     # ---- addition, subtraction, negation ------------------------------------
 
@@ -494,11 +494,10 @@ class Tensor(Node):
             gradient = upstream * a.data
             gradient *= 2  # in place: one new array instead of two
             return (gradient,)
-        if exponent < 0 or exponent >= 1:
-            # a^(n-1) is finite: for n >= 1 everywhere, for n < 0 because the
-            # forward refused a = 0 (where the GPU skips that check, it warns of nothing)
-            return (upstream * (exponent * a.data ** (exponent - 1)),)
-        with _quiet(node.backend.xp):  # 0 < n < 1: 0 ** (n - 1) = +inf, as in PyTorch
+        # Only for 0 < n < 1 can a^(n-1) divide by zero: 0 ** (n - 1) = +inf, as in
+        # PyTorch, without NumPy's warning. (For n < 0 the forward refused a = 0.)
+        quiet = _quiet(node.backend.xp) if 0 < exponent < 1 else nullcontext()
+        with quiet:
             return (upstream * (exponent * a.data ** (exponent - 1)),)
 
     def __rpow__(self, base: TensorLike) -> "Tensor":
