@@ -9,6 +9,7 @@ import sys
 import types
 import weakref
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -175,10 +176,23 @@ def test_module_zero_grad_resets_every_node_so_next_backward_matches_torch():
 
 
 def test_gradient_does_not_flow_into_node_that_does_not_require_grad():
-    x, c = Value(1.5), Value(3.0)
+    x = tinyad.Tensor([1.5], requires_grad=True)
+    c = tinyad.Tensor([3.0], requires_grad=True)
     c.requires_grad = False
-    (x * c).backward()
-    assert c.grad == 0.0
+    product = x * c
+    product.backward(np.ones(1))
+    assert c.grad is None
+    assert product.messages[1] is None
+    np.testing.assert_array_equal(x.grad, [3.0])
+
+
+def test_every_value_requires_grad_and_cannot_opt_out():
+    # a Value stores requires_grad once on its class, not in a slot per node
+    x = Value(1.5)
+    assert x.requires_grad is True and (x * x).requires_grad is True
+    with pytest.raises(AttributeError):
+        x.requires_grad = False
+    (x * x).backward()  # the failed assignment changed nothing
     assert x.grad == 3.0
 
 
@@ -195,6 +209,40 @@ def test_backward_that_raises_leaves_no_stale_gradient_for_the_next_pass(monkeyp
     assert x.grad == 0.0
     (x * 3.0).backward()
     assert x.grad == 3.0
+
+
+def test_the_search_leaves_no_mark_on_any_node():
+    # the search marks each node it reaches in the node itself; a mark left
+    # behind would hide that node from the next search
+    x, y = Value(0.4), Value(-1.3)
+    out = _build_every_op(x, y)
+    nodes = tinyad.graph.topological_order(out)
+    assert all(node._upstream is None for node in nodes)
+    out.backward()
+    assert all(node._upstream is None for node in nodes)
+    again = tinyad.graph.topological_order(out)
+    assert [id(node) for node in again] == [id(node) for node in nodes]
+
+
+def test_an_interrupted_search_leaves_no_mark_for_the_next_pass():
+    class Interrupting:
+        """Stands in for a parent; reading its buffer interrupts the search."""
+
+        @property
+        def _upstream(self):
+            raise KeyboardInterrupt
+
+    a, b, c = (tinyad.tensor([float(i + 1)], requires_grad=True) for i in range(3))
+    hidden = a * b  # reached before the interruption, so marked by then
+    joined = tinyad.stack([hidden, c, c])
+    joined.more_parents = (Interrupting(),)
+    with pytest.raises(KeyboardInterrupt):
+        joined.sum().backward()
+    assert hidden._upstream is None and a._upstream is None and c._upstream is None
+    (hidden * c).sum().backward()  # every node is found again
+    np.testing.assert_array_equal(a.grad, [6.0])
+    np.testing.assert_array_equal(b.grad, [3.0])
+    np.testing.assert_array_equal(c.grad, [2.0])
 
 
 # --------------------------------------------------------------------------
@@ -390,17 +438,25 @@ def _build_every_op(x, y):
     return (c * d + abs(c)) * 0.5
 
 
-def test_every_node_stores_a_plain_function_never_a_closure():
+def test_every_node_stores_a_function_that_holds_no_node():
     x, y = Value(0.4), Value(-1.3)
     out = _build_every_op(x, y)
+    closures = []
     for node in tinyad.graph.topological_order(out):
         fn = node.backward_fn
         if not node.parents:
             assert fn is None
             continue
-        assert getattr(fn, "__closure__", None) is None, node.op
         assert isinstance(fn, types.FunctionType), node.op  # not a bound method
-        assert "<locals>" not in fn.__qualname__, node.op  # not made per call
+        cells = fn.__closure__ or ()
+        if cells:
+            closures.append(node.op)
+        # a closure may carry a number (the n of x ** n), never a node: a node
+        # reachable from its own backward function would be a reference cycle
+        for cell in cells:
+            assert isinstance(cell.cell_contents, float), (node.op, cell.cell_contents)
+        assert fn.__defaults__ is None, node.op
+    assert closures == ["**1.5"]  # the only op with a constant of its own
 
 
 @pytest.mark.parametrize("run_backward", [False, True], ids=["built", "after_backward"])

@@ -90,32 +90,41 @@ class Node:
     """One vertex of the computation graph.
 
     ``parents``      the nodes this one was computed from, in the op's argument
-                     order (a tuple, empty for a leaf), built from three slots:
+                     order (a tuple, empty for a leaf), built from the slots
     ``first_parent``, ``second_parent``  the first two inputs (None if absent;
                      each op sets them when it makes its output node)
-    ``more_parents`` a tuple of any further inputs (concatenate, stack, the
-                     fused BatchNorm); a slot of Tensor only, since a scalar
-                     op never has more than two inputs (Value's is always ())
     ``op``           the operation's name, as drawn in graphs ("*", "exp", ...)
     ``label``        an optional human name ("batch_mean", "x_hat", ...)
     ``backward_fn``  f(node, upstream) -> one gradient message per parent
-    ``saved``        whatever else the backward function needs (an exponent,
-                     an axis, a shape); the parents' and the node's own data
-                     are reachable without saving them
     ``grad``         dL/d(this node), accumulated over backward calls
     ``messages``     after backward: the message sent to each parent, in the
                      order of ``parents`` (accumulated like ``grad``)
-    ``requires_grad``  whether gradients should flow into this node at all
+
+    and three more that every node has, but only a Tensor stores per node:
+
+    ``more_parents`` a tuple of any further inputs (concatenate, stack, the
+                     fused BatchNorm); a scalar op never has more than two
+                     inputs, so for a Value it is always ()
+    ``saved``        whatever else the backward function needs (an axis, a
+                     shape, a mask); the parents' and the node's own data are
+                     reachable without saving them. A Value's is always None:
+                     the one scalar op that needs more, ``x ** n``, keeps its
+                     constant n in its backward function instead
+    ``requires_grad``  whether gradients should flow into this node at all;
+                     always True for a Value, which, as in micrograd, always
+                     takes part in the gradient (a Tensor can opt out)
 
     Only the last input may be missing: ``second_parent`` is None for a
     one-input op, and ``more_parents`` is empty unless both others are set.
 
-    Why slots and not one tuple of parents? Every tuple of nodes is one more
-    object that Python's cyclic garbage collector tracks and walks, again and
-    again, while a graph is being built. A scalar graph has one node per
-    number, so the tuple doubled the collector's work: in the training step
-    of ``benchmarks/scalar_vs_micrograd.py`` the collector's time fell by
-    about half when the tuple went.
+    Why slots, and why so few? Every slot is one more reference that Python's
+    cyclic garbage collector visits each time it walks a node, and it walks
+    the nodes of a graph being built again and again. A scalar graph has one
+    node per number, so the collector's share of a training step grows with
+    every slot a Value carries. In the step of
+    ``benchmarks/scalar_vs_micrograd.py``, keeping the parents in two slots
+    instead of a tuple (one more object per node) halved the collector's
+    time, and every further slot on a Value measurably slows the step.
     """
 
     __slots__ = (
@@ -126,9 +135,7 @@ class Node:
         "op",
         "label",
         "backward_fn",
-        "saved",
         "messages",
-        "requires_grad",
         "_upstream",
         "__weakref__",
     )
@@ -163,51 +170,71 @@ class Node:
         raise NotImplementedError  # pragma: no cover - overridden
 
 
+# The mark the search below leaves in a node's per-pass buffer (``_upstream``):
+# "reached from the root in this pass, no gradient has arrived yet". Marking the
+# node itself costs one attribute write where a set of visited nodes costs a
+# hash and an insertion, for every node of the graph.
+_REACHED = object()
+
+
 def topological_order(root: Node) -> list[Node]:
-    """Every node that ``root`` depends on, each after all of its parents.
+    """Every node that ``root`` depends on, each after all of its parents."""
+    order = _reach(root)
+    for node in order:
+        node._upstream = None  # leave no mark behind
+    return order
+
+
+def _reach(root: Node) -> list[Node]:
+    """``topological_order``, leaving every node of it marked ``_REACHED``.
 
     Iterative depth-first search. The node on top of the stack pushes its
-    first parent not yet visited; once it has none left, all of its parents
-    are already in ``order``, so it is appended and popped. A parent visited
+    first parent not yet reached; once it has none left, all of its parents
+    are already in ``order``, so it is appended and popped. A parent reached
     earlier cannot still be waiting on the stack below: that would make it
     both an ancestor and a descendant, a cycle. The stack is an ordinary
     list, so depth costs memory, never Python's recursion limit.
     """
     order: list[Node] = []
-    visited = {root}
     stack = [root]
+    root._upstream = _REACHED
     more_to_visit: dict[Node, Iterator[Node]] = {}
-    push, pop, mark, emit = stack.append, stack.pop, visited.add, order.append
-    while stack:
-        node = stack[-1]
-        # "push the first of node.parents not yet visited", written out slot by slot
-        parent = node.first_parent
-        if parent is not None and parent not in visited:
-            mark(parent)
-            push(parent)
-            continue
-        parent = node.second_parent
-        if parent is not None and parent not in visited:
-            mark(parent)
-            push(parent)
-            continue
-        if node.more_parents:  # an op with three or more inputs (rare)
-            # resume where this node's last visit stopped, so that a stack of
-            # k tensors costs k steps here, not k * k / 2
-            remaining = more_to_visit.get(node)
-            if remaining is None:
-                remaining = more_to_visit[node] = iter(node.more_parents)
-            pushed = False
-            for parent in remaining:
-                if parent not in visited:
-                    mark(parent)
-                    push(parent)
-                    pushed = True
-                    break
-            if pushed:
+    push, pop, emit = stack.append, stack.pop, order.append
+    try:
+        while stack:
+            node = stack[-1]
+            # "push the first of node.parents not yet reached", written out slot by slot
+            parent = node.first_parent
+            if parent is not None and parent._upstream is not _REACHED:
+                parent._upstream = _REACHED
+                push(parent)
                 continue
-        pop()
-        emit(node)
+            parent = node.second_parent
+            if parent is not None and parent._upstream is not _REACHED:
+                parent._upstream = _REACHED
+                push(parent)
+                continue
+            if node.more_parents:  # an op with three or more inputs (rare)
+                # resume where this node's last visit stopped, so that a stack of
+                # k tensors costs k steps here, not k * k / 2
+                remaining = more_to_visit.get(node)
+                if remaining is None:
+                    remaining = more_to_visit[node] = iter(node.more_parents)
+                pushed = False
+                for parent in remaining:
+                    if parent._upstream is not _REACHED:
+                        parent._upstream = _REACHED
+                        push(parent)
+                        pushed = True
+                        break
+                if pushed:
+                    continue
+            pop()
+            emit(node)
+    except BaseException:  # an interrupt: a stale mark would hide a node from the next search
+        for node in order + stack:
+            node._upstream = None
+        raise
     return order
 
 
@@ -230,7 +257,7 @@ def run_backward(root: Node, seed: Any) -> None:
     gc.disable()
     order: list[Node] = []
     try:
-        order = topological_order(root)
+        order = _reach(root)
         _propagate(order, root, seed)
     except BaseException:
         for node in order:  # leave no half-filled buffer for the next pass
@@ -245,9 +272,9 @@ def _propagate(order: list[Node], root: Node, seed: Any) -> None:
     root._upstream = seed
     for node in reversed(order):
         upstream = node._upstream
-        if upstream is None:
-            continue  # no path from root carried a gradient here
         node._upstream = None
+        if upstream is _REACHED:
+            continue  # reached, but no path from root carried a gradient here
         first = node.first_parent
         if first is None:
             node.grad = node.accumulated_leaf_grad(upstream)
@@ -265,25 +292,26 @@ def _propagate(order: list[Node], root: Node, seed: Any) -> None:
         # Deliver message i to parent i: this is
         #     for parent, gradient in zip(node.parents, sent): ...
         # written out for the first two parents (every op of a scalar graph),
-        # which saves building the parents tuple at every node.
+        # which saves building the parents tuple at every node. Every parent
+        # was reached by the search, so its buffer holds the mark or a sum.
         gradient = sent[0]
         if gradient is not None and first.requires_grad:
             waiting = first._upstream
-            first._upstream = gradient if waiting is None else waiting + gradient
+            first._upstream = gradient if waiting is _REACHED else waiting + gradient
         second = node.second_parent
         if second is None:
             continue
         gradient = sent[1]
         if gradient is not None and second.requires_grad:
             waiting = second._upstream
-            second._upstream = gradient if waiting is None else waiting + gradient
+            second._upstream = gradient if waiting is _REACHED else waiting + gradient
         more = node.more_parents
         if not more:
             continue
         for parent, gradient in zip(more, sent[2:]):
             if gradient is not None and parent.requires_grad:
                 waiting = parent._upstream
-                parent._upstream = gradient if waiting is None else waiting + gradient
+                parent._upstream = gradient if waiting is _REACHED else waiting + gradient
 
 
 def edges(root: Node) -> list[tuple[Node, Node, Any]]:

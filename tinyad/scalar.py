@@ -22,7 +22,7 @@ ValueLike = Union["Value", int, float]
 _object_new = object.__new__
 
 
-def _result(data: float, first: "Value", second: "Value | None", op: str, backward_fn, saved=None) -> "Value":
+def _result(data: float, first: "Value", second: "Value | None", op: str, backward_fn) -> "Value":
     """Make the output node of an operation on ``first`` (and ``second``, for
     a binary op); under ``no_grad`` a bare leaf."""
     out = _object_new(Value)
@@ -30,9 +30,7 @@ def _result(data: float, first: "Value", second: "Value | None", op: str, backwa
     out.grad = 0.0
     out.label = ""
     out.messages = None
-    out.requires_grad = True
     out._upstream = None
-    out.saved = saved
     if graph._grad_enabled:
         out.first_parent = first
         out.second_parent = second
@@ -84,10 +82,16 @@ class Value(Node):
     ``.grad`` starts at 0.0 and every ``backward()`` *adds* to it, as in
     PyTorch: call ``zero_grad()`` (or the module-level ``tinyad.zero_grad``)
     between steps.
+
+    Every Value takes part in the gradient: ``requires_grad`` is always True
+    and cannot be set (a Tensor leaf can opt out with ``requires_grad=False``).
     """
 
     __slots__ = ()
-    more_parents: tuple = ()  # a scalar op has at most two inputs (see graph.Node)
+    # the same for every Value, so stored once on the class (see graph.Node)
+    more_parents: tuple = ()  # a scalar op has at most two inputs
+    saved = None  # x ** n keeps n in its backward function
+    requires_grad = True  # every Value takes part in the gradient, as in micrograd
 
     def __init__(self, data: Number, label: str = "") -> None:
         self.data = float(data)
@@ -97,9 +101,7 @@ class Value(Node):
         self.second_parent = None
         self.op = ""
         self.backward_fn = None
-        self.saved = None
         self.messages = None
-        self.requires_grad = True
         self._upstream = None
 
     def __repr__(self) -> str:
@@ -217,15 +219,16 @@ class Value(Node):
         if not isinstance(exponent, (int, float)) or isinstance(exponent, bool):
             return NotImplemented
         _check_pow_domain(self.data, exponent)
-        return _result(
-            self.data**exponent, self, None, f"**{exponent:g}", Value._pow_backward, saved=float(exponent)
-        )
+        n = float(exponent)
 
-    @staticmethod
-    def _pow_backward(node: Value, upstream: float) -> tuple:
-        # d(a^n)/da = n * a^(n-1)
-        a = node.first_parent
-        return (_power_slope(a.data, node.saved) * upstream,)
+        def _pow_backward(node: Value, upstream: float) -> tuple:
+            # d(a^n)/da = n * a^(n-1). The constant n lives in this function, a
+            # closure over a number (never over the node, so no reference cycle):
+            # a Value has no per-node slot to save it in (see graph.Node).
+            a = node.first_parent
+            return (_power_slope(a.data, n) * upstream,)
+
+        return _result(self.data**exponent, self, None, f"**{exponent:g}", _pow_backward)
 
     def __rpow__(self, base: Number) -> Value:
         base = _as_value(base)

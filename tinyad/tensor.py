@@ -196,7 +196,7 @@ class Tensor(Node):
     keeps its type. Only floating-point tensors can require gradients.
     """
 
-    __slots__ = ("backend", "more_parents")
+    __slots__ = ("backend", "more_parents", "saved", "requires_grad")  # see graph.Node
 
     # ndarray + Tensor must reach Tensor.__radd__ (and so the graph) instead of
     # NumPy looping over the tensor as if it were a sequence of objects
