@@ -3,7 +3,8 @@
 A ``Value`` (a scalar) and a ``Tensor`` (an array) are both ``Node``s. A node
 remembers the nodes it was computed from (``parents``), the name of the
 operation that made it (``op``), and a plain module-level function
-(``backward_fn``) that turns the gradient arriving at the node into one
+(``backward_fn``; for ``x ** n`` the same with its constant n filled in by
+``functools.partial``) that turns the gradient arriving at the node into one
 gradient message per parent: the vector-Jacobian product of that op.
 
 Reverse-mode differentiation is the chain rule applied from the output back:
@@ -21,8 +22,8 @@ Two design choices, both about graphs being deep:
   Python's default recursion limit is 1000, and a recursive depth-first search
   (micrograd's ``build_topo``) raises RecursionError on a chain of about 500
   nodes. A loop over 1,000,000 nodes only costs memory for the stack list.
-* A node stores data and a reference to a module-level function, never a
-  closure that captures the node itself. A closure stored on the node it
+* A node stores data and a reference to a module-level function (at most with
+  a number filled in), never a closure that captures the node itself. A closure stored on the node it
   captures makes a reference cycle per node; such graphs can only be freed by
   Python's cyclic garbage collector, which then dominates the run time of a
   training step. Without cycles, reference counting frees a graph the moment
@@ -108,8 +109,8 @@ class Node:
     ``saved``        whatever else the backward function needs (an axis, a
                      shape, a mask); the parents' and the node's own data are
                      reachable without saving them. A Value's is always None:
-                     the one scalar op that needs more, ``x ** n``, keeps its
-                     constant n in its backward function instead
+                     the one scalar op that needs more, ``x ** n``, fills its
+                     constant n into its backward function instead
     ``requires_grad``  whether gradients should flow into this node at all;
                      always True for a Value, which, as in micrograd, always
                      takes part in the gradient (a Tensor can opt out)
@@ -124,7 +125,8 @@ class Node:
     every slot a Value carries. In the step of
     ``benchmarks/scalar_vs_micrograd.py``, keeping the parents in two slots
     instead of a tuple (one more object per node) halved the collector's
-    time, and every further slot on a Value measurably slows the step.
+    time. For the same reason a Value stores per node only what differs
+    between nodes, and keeps the rest on its class.
     """
 
     __slots__ = (
@@ -170,23 +172,16 @@ class Node:
         raise NotImplementedError  # pragma: no cover - overridden
 
 
-# The mark the search below leaves in a node's per-pass buffer (``_upstream``):
-# "reached from the root in this pass, no gradient has arrived yet". Marking the
-# node itself costs one attribute write where a set of visited nodes costs a
-# hash and an insertion, for every node of the graph.
-_REACHED = object()
-
-
 def topological_order(root: Node) -> list[Node]:
     """Every node that ``root`` depends on, each after all of its parents."""
-    order = _reach(root)
+    order = _reach(root, object())
     for node in order:
-        node._upstream = None  # leave no mark behind
+        node._upstream = None  # tidy: a mark of a finished search never matches again
     return order
 
 
-def _reach(root: Node) -> list[Node]:
-    """``topological_order``, leaving every node of it marked ``_REACHED``.
+def _reach(root: Node, mark: object) -> list[Node]:
+    """``topological_order``, leaving ``mark`` in the buffer of every node of it.
 
     Iterative depth-first search. The node on top of the stack pushes its
     first parent not yet reached; once it has none left, all of its parents
@@ -194,47 +189,49 @@ def _reach(root: Node) -> list[Node]:
     earlier cannot still be waiting on the stack below: that would make it
     both an ancestor and a descendant, a cycle. The stack is an ordinary
     list, so depth costs memory, never Python's recursion limit.
+
+    "Reached" is written into the node itself: its per-pass buffer
+    (``_upstream``) is set to ``mark``, which costs one attribute write where
+    a set of visited nodes costs a hash and an insertion for every node. Each
+    search brings a new ``mark`` (a fresh ``object()``), so whatever an
+    earlier, interrupted search or pass left in a buffer never equals it: a
+    leftover can never hide a node from this search.
     """
     order: list[Node] = []
+    root._upstream = mark
     stack = [root]
-    root._upstream = _REACHED
     more_to_visit: dict[Node, Iterator[Node]] = {}
     push, pop, emit = stack.append, stack.pop, order.append
-    try:
-        while stack:
-            node = stack[-1]
-            # "push the first of node.parents not yet reached", written out slot by slot
-            parent = node.first_parent
-            if parent is not None and parent._upstream is not _REACHED:
-                parent._upstream = _REACHED
-                push(parent)
+    while stack:
+        node = stack[-1]
+        # "push the first of node.parents not yet reached", written out slot by slot
+        parent = node.first_parent
+        if parent is not None and parent._upstream is not mark:
+            parent._upstream = mark
+            push(parent)
+            continue
+        parent = node.second_parent
+        if parent is not None and parent._upstream is not mark:
+            parent._upstream = mark
+            push(parent)
+            continue
+        if node.more_parents:  # an op with three or more inputs (rare)
+            # resume where this node's last visit stopped, so that a stack of
+            # k tensors costs k steps here, not k * k / 2
+            remaining = more_to_visit.get(node)
+            if remaining is None:
+                remaining = more_to_visit[node] = iter(node.more_parents)
+            pushed = False
+            for parent in remaining:
+                if parent._upstream is not mark:
+                    parent._upstream = mark
+                    push(parent)
+                    pushed = True
+                    break
+            if pushed:
                 continue
-            parent = node.second_parent
-            if parent is not None and parent._upstream is not _REACHED:
-                parent._upstream = _REACHED
-                push(parent)
-                continue
-            if node.more_parents:  # an op with three or more inputs (rare)
-                # resume where this node's last visit stopped, so that a stack of
-                # k tensors costs k steps here, not k * k / 2
-                remaining = more_to_visit.get(node)
-                if remaining is None:
-                    remaining = more_to_visit[node] = iter(node.more_parents)
-                pushed = False
-                for parent in remaining:
-                    if parent._upstream is not _REACHED:
-                        parent._upstream = _REACHED
-                        push(parent)
-                        pushed = True
-                        break
-                if pushed:
-                    continue
-            pop()
-            emit(node)
-    except BaseException:  # an interrupt: a stale mark would hide a node from the next search
-        for node in order + stack:
-            node._upstream = None
-        raise
+        pop()
+        emit(node)
     return order
 
 
@@ -257,10 +254,11 @@ def run_backward(root: Node, seed: Any) -> None:
     gc.disable()
     order: list[Node] = []
     try:
-        order = _reach(root)
-        _propagate(order, root, seed)
+        mark = object()  # "reached in this pass, no gradient yet" (see _reach)
+        order = _reach(root, mark)
+        _propagate(order, root, seed, mark)
     except BaseException:
-        for node in order:  # leave no half-filled buffer for the next pass
+        for node in order:  # free the half-summed gradients of the failed pass
             node._upstream = None
         raise
     finally:
@@ -268,12 +266,12 @@ def run_backward(root: Node, seed: Any) -> None:
             gc.enable()
 
 
-def _propagate(order: list[Node], root: Node, seed: Any) -> None:
+def _propagate(order: list[Node], root: Node, seed: Any, mark: object) -> None:
     root._upstream = seed
     for node in reversed(order):
         upstream = node._upstream
         node._upstream = None
-        if upstream is _REACHED:
+        if upstream is mark:
             continue  # reached, but no path from root carried a gradient here
         first = node.first_parent
         if first is None:
@@ -293,25 +291,25 @@ def _propagate(order: list[Node], root: Node, seed: Any) -> None:
         #     for parent, gradient in zip(node.parents, sent): ...
         # written out for the first two parents (every op of a scalar graph),
         # which saves building the parents tuple at every node. Every parent
-        # was reached by the search, so its buffer holds the mark or a sum.
+        # was reached by this pass's search, so its buffer holds the mark or a sum.
         gradient = sent[0]
         if gradient is not None and first.requires_grad:
             waiting = first._upstream
-            first._upstream = gradient if waiting is _REACHED else waiting + gradient
+            first._upstream = gradient if waiting is mark else waiting + gradient
         second = node.second_parent
         if second is None:
             continue
         gradient = sent[1]
         if gradient is not None and second.requires_grad:
             waiting = second._upstream
-            second._upstream = gradient if waiting is _REACHED else waiting + gradient
+            second._upstream = gradient if waiting is mark else waiting + gradient
         more = node.more_parents
         if not more:
             continue
         for parent, gradient in zip(more, sent[2:]):
             if gradient is not None and parent.requires_grad:
                 waiting = parent._upstream
-                parent._upstream = gradient if waiting is _REACHED else waiting + gradient
+                parent._upstream = gradient if waiting is mark else waiting + gradient
 
 
 def edges(root: Node) -> list[tuple[Node, Node, Any]]:

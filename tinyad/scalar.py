@@ -11,6 +11,7 @@ up; nothing here needs to know how the graph is walked.
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Union
 
 from . import graph
@@ -90,7 +91,7 @@ class Value(Node):
     __slots__ = ()
     # the same for every Value, so stored once on the class (see graph.Node)
     more_parents: tuple = ()  # a scalar op has at most two inputs
-    saved = None  # x ** n keeps n in its backward function
+    saved = None  # x ** n fills n into its backward function instead
     requires_grad = True  # every Value takes part in the gradient, as in micrograd
 
     def __init__(self, data: Number, label: str = "") -> None:
@@ -219,16 +220,16 @@ class Value(Node):
         if not isinstance(exponent, (int, float)) or isinstance(exponent, bool):
             return NotImplemented
         _check_pow_domain(self.data, exponent)
-        n = float(exponent)
+        # a Value has no slot to save n in (see graph.Node), so n is filled
+        # into the backward function: partial(f, n)(node, upstream) = f(n, node, upstream)
+        backward_fn = partial(Value._pow_backward, float(exponent))
+        return _result(self.data**exponent, self, None, f"**{exponent:g}", backward_fn)
 
-        def _pow_backward(node: Value, upstream: float) -> tuple:
-            # d(a^n)/da = n * a^(n-1). The constant n lives in this function, a
-            # closure over a number (never over the node, so no reference cycle):
-            # a Value has no per-node slot to save it in (see graph.Node).
-            a = node.first_parent
-            return (_power_slope(a.data, n) * upstream,)
-
-        return _result(self.data**exponent, self, None, f"**{exponent:g}", _pow_backward)
+    @staticmethod
+    def _pow_backward(exponent: float, node: Value, upstream: float) -> tuple:
+        # d(a^n)/da = n * a^(n-1)
+        a = node.first_parent
+        return (_power_slope(a.data, exponent) * upstream,)
 
     def __rpow__(self, base: Number) -> Value:
         base = _as_value(base)
