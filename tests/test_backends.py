@@ -30,6 +30,8 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import tinyad
 from tinyad import Tensor, nn, optim
@@ -795,3 +797,41 @@ def test_backend_mean_of_float16_does_not_overflow_where_a_float16_sum_would():
     assert mean.dtype == np.float16 and mean.tolist() == [[1.0]]
     normalized = tinyad.nn.functional.batch_norm(tinyad.Tensor(array), None, None, training=True, fused=True)
     assert np.isfinite(normalized.data).all()
+
+
+@st.composite
+def _broadcastable(draw):
+    """An array of 1 to 4 axes, and a shape it broadcasts to by repeating some size-1 axes."""
+    target = tuple(draw(st.lists(st.integers(1, 5), min_size=1, max_size=4)))
+    shape = tuple(1 if draw(st.booleans()) else size for size in target)
+    dtype = draw(st.sampled_from(["float32", "float64", "int64"]))
+    array = np.arange(int(np.prod(shape)), dtype=dtype).reshape(shape) - 3
+    return array, target
+
+
+@settings(max_examples=200, deadline=None)
+@given(_broadcastable(), st.booleans())
+def test_backend_broadcast_to_is_numpys_broadcast_to(case, transposed):
+    array, target = case
+    if transposed:  # a non-contiguous array takes NumPy's own path
+        array, target = array.T, target[::-1]
+    ours = tinyad.backend.NUMPY.broadcast_to(array, target)
+    theirs = np.broadcast_to(array, target)
+    assert ours.shape == theirs.shape and ours.dtype == theirs.dtype
+    assert ours.strides == theirs.strides
+    np.testing.assert_array_equal(ours, theirs)
+    assert not ours.flags.writeable  # one write would change every repeated copy
+    assert np.shares_memory(ours, array) or array.size == 0
+
+
+def test_backend_broadcast_to_refuses_what_does_not_broadcast_as_numpy_does():
+    array = np.ones((2, 3))
+    for target in [(2, 4), (3,), (3, 3)]:
+        with pytest.raises(ValueError) as theirs:
+            np.broadcast_to(array, target)
+        with pytest.raises(ValueError) as ours:
+            tinyad.backend.NUMPY.broadcast_to(array, target)
+        assert str(ours.value) == str(theirs.value)
+    view = tinyad.backend.NUMPY.broadcast_to(np.ones((1, 3)), (2, 3))
+    with pytest.raises(ValueError, match="read-only"):
+        view[0, 0] = 5.0

@@ -89,6 +89,34 @@ class Backend:
             return array.sum(axis=axes, keepdims=keepdims) / count
         return array.mean(axis=axes, keepdims=keepdims)
 
+    def broadcast_to(self, array: Any, shape: tuple) -> Any:
+        """``array`` repeated along its size-1 axes to ``shape``: a read-only view.
+
+        A repeated axis gets stride 0, so every index along it reads the same
+        element and nothing is copied; this is what ``numpy.broadcast_to``
+        returns. It builds that view through NumPy's general broadcasting
+        iterator, whose set-up costs about as much as the arithmetic on a
+        (64, 128) array, and the mean and sum backwards call it at every
+        pass. For a contiguous array whose shape already lines up with
+        ``shape`` (the reduced axes kept as size 1, as those backwards give
+        it), the view can be written down directly; anything else goes to
+        ``broadcast_to``, which also raises the error for shapes that do not
+        broadcast.
+        """
+        if type(array) is not numpy.ndarray or array.ndim != len(shape) or not array.flags.c_contiguous:
+            return self.xp.broadcast_to(array, shape)
+        strides = []
+        for size, target, stride in zip(array.shape, shape, array.strides):
+            if size == 1:
+                strides.append(0)  # repeat this axis (NumPy's stride for any axis of size 1)
+            elif size == target:
+                strides.append(stride)
+            else:
+                return self.xp.broadcast_to(array, shape)
+        view = numpy.ndarray(shape, array.dtype, buffer=array, strides=tuple(strides))
+        view.flags.writeable = False  # writing one element would change a whole row
+        return view
+
     def scatter_add(self, target: Any, index: Any, values: Any) -> None:
         """target[index] += values, adding (not overwriting) at repeated indices."""
         self.xp.add.at(target, index, values)
@@ -173,6 +201,9 @@ class CupyBackend(Backend):
 
     def to_numpy(self, array: Any) -> numpy.ndarray:
         return self.xp.asnumpy(array)
+
+    def broadcast_to(self, array: Any, shape: tuple) -> Any:
+        return self.xp.broadcast_to(array, shape)  # already cheap in CuPy
 
     def _batch_norm_kernels(self) -> dict:
         """The CUDA kernels of fused BatchNorm; CuPy compiles each on first call and caches it.

@@ -671,7 +671,7 @@ class Tensor(Node):
         a = node.first_parent
         axes, keepdims = node.saved
         gradient = _expand_reduced(upstream, a.data.shape, axes, keepdims)
-        return (node.backend.xp.broadcast_to(gradient, a.data.shape),)
+        return (node.backend.broadcast_to(gradient, a.data.shape),)
 
     def mean(self, axis: Axis = None, keepdims: bool = False) -> "Tensor":
         axes = _normalize_axes(axis, self.ndim, "mean")
@@ -687,7 +687,7 @@ class Tensor(Node):
         a = node.first_parent
         axes, keepdims, count = node.saved
         gradient = _expand_reduced(upstream, a.data.shape, axes, keepdims) / count
-        return (node.backend.xp.broadcast_to(gradient, a.data.shape),)
+        return (node.backend.broadcast_to(gradient, a.data.shape),)
 
     def var(self, axis: Axis = None, keepdims: bool = False, correction: int = 1) -> "Tensor":
         """Variance sum_i (a_i - mean)^2 / (N - correction).
