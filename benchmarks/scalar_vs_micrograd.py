@@ -129,7 +129,7 @@ def main(repeats: int = 15) -> None:
     # sees (both engines run it faster than their later steps), so it is run untimed.
     samples = {"micrograd (gc on)": [], "tinyad (gc on)": [], "micrograd (gc off)": [], "tinyad (gc off)": []}
     block = 3
-    for _ in range(max(1, repeats // block)):
+    for _ in range(max(2, repeats // block)):  # at least 6 timed steps per engine and setting
         for collector_on in (True, False):
             for engine, model in (("micrograd", micro), ("tinyad", tiny)):
                 name = f"{engine} (gc {'on' if collector_on else 'off'})"

@@ -65,8 +65,10 @@ def assert_matches_torch(fn: Callable, *xs: float, rel: float = 1e-12, abs_: flo
 # --------------------------------------------------------------------------
 #
 # An expression is a list of steps over a growing list of nodes: the inputs
-# first, then one node per step. Every operand is drawn from *all* nodes built
-# so far, so subexpressions are reused (the graph is a DAG, not a tree).
+# first, then one node per step. Each step extends the newest node, so an
+# expression of k steps is k steps deep (up to 30); a binary step's other
+# operand is drawn from *all* nodes built so far, so subexpressions are reused
+# (the graph is a DAG, not a tree).
 # Every op is domain-safe for any real operand; ``bound`` tracks a bound on
 # |node| so that growing ops (+, -, *) are only offered while results stay
 # small, which keeps finite differences accurate.
@@ -117,6 +119,21 @@ class Expression:
     def __call__(self, *leaves):
         return self.evaluate(leaves)[-1]
 
+    def depth(self) -> int:
+        """The most steps on one path from an input to the output."""
+        depths = [0] * len(self.inputs)
+        for _, *operands in self.steps:
+            depths.append(1 + max(depths[i] for i in operands))
+        return depths[-1]
+
+    def most_uses(self) -> int:
+        """How many steps use the most-used node: 2 or more means a shared subexpression."""
+        uses = [0] * (len(self.inputs) + len(self.steps))
+        for _, *operands in self.steps:
+            for i in set(operands):
+                uses[i] += 1
+        return max(uses)
+
 
 @st.composite
 def expressions(draw, max_inputs: int = 3, max_steps: int = 30) -> Expression:
@@ -128,8 +145,10 @@ def expressions(draw, max_inputs: int = 3, max_steps: int = 30) -> Expression:
     steps = []
     for _ in range(draw(st.integers(1, max_steps))):
         last = len(bounds) - 1
-        # prefer the newest node now and then, so that chains get deep
-        a = draw(st.one_of(st.just(last), st.integers(0, last)))
+        # the first operand is always the newest node, so every step lengthens one
+        # chain and the output is as many steps deep as the expression is long;
+        # the second operand of a binary op may be any node, which reuses them
+        a = last
         if draw(st.booleans()):
             names = sorted(n for n, (_, bound) in UNARY.items() if bound(bounds[a]) <= MAX_BOUND)
             name = draw(st.sampled_from(names))

@@ -2,8 +2,8 @@
 every public name is in the API reference with the signature the code has, the Tour
 prints what it says it prints, and `mkdocs build --strict` passes.
 
-The build test needs the docs extra (pip install ".[docs]"); without it the test
-fails and says so, it is not skipped.
+The build test needs the docs extra, which the test extra brings along
+(pip install ".[test]"); without it the test fails and says so, it is not skipped.
 """
 import ast
 import contextlib
@@ -181,8 +181,8 @@ def test_mkdocs_build_strict_passes(tmp_path):
     missing = [name for name in ("mkdocs", "material") if importlib.util.find_spec(name) is None]
     if missing:
         pytest.fail(
-            f"the documentation build needs {' and '.join(missing)}: install the docs extra, "
-            'pip install ".[docs]" (mkdocs and mkdocs-material), then run mkdocs build --strict'
+            f"the documentation build needs {' and '.join(missing)}: install the test extra, "
+            'pip install ".[test]", which brings the docs extra (mkdocs and mkdocs-material)'
         )
     site = tmp_path / "site"
     done = subprocess.run(
