@@ -126,6 +126,11 @@ class Expression:
             depths.append(1 + max(depths[i] for i in operands))
         return depths[-1]
 
+    def chain_as_second_operand(self) -> bool:
+        """Whether some binary step takes the newest node as its second operand."""
+        return any(len(step) == 3 and step[2] == len(self.inputs) + k - 1 and step[1] != step[2]
+                   for k, step in enumerate(self.steps))
+
     def most_uses(self) -> int:
         """How many steps use the most-used node: 2 or more means a shared subexpression."""
         uses = [0] * (len(self.inputs) + len(self.steps))
@@ -145,9 +150,9 @@ def expressions(draw, max_inputs: int = 3, max_steps: int = 30) -> Expression:
     steps = []
     for _ in range(draw(st.integers(1, max_steps))):
         last = len(bounds) - 1
-        # the first operand is always the newest node, so every step lengthens one
-        # chain and the output is as many steps deep as the expression is long;
-        # the second operand of a binary op may be any node, which reuses them
+        # one operand is always the newest node, so every step lengthens one chain
+        # and the output is as many steps deep as the expression is long; the other
+        # operand of a binary op may be any node, which reuses them
         a = last
         if draw(st.booleans()):
             names = sorted(n for n, (_, bound) in UNARY.items() if bound(bounds[a]) <= MAX_BOUND)
@@ -160,6 +165,8 @@ def expressions(draw, max_inputs: int = 3, max_steps: int = 30) -> Expression:
                 n for n, (_, bound) in BINARY.items() if bound(bounds[a], bounds[b]) <= MAX_BOUND
             )
             name = draw(st.sampled_from(names))
+            if draw(st.booleans()):  # the chain as the second operand: a deep second parent
+                a, b = b, a
             steps.append((name, a, b))
             bounds.append(BINARY[name][1](bounds[a], bounds[b]))
     return Expression(inputs, tuple(steps))

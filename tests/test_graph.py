@@ -226,7 +226,7 @@ def test_the_search_leaves_no_mark_on_any_node():
     assert [id(node) for node in again] == [id(node) for node in nodes]
 
 
-def test_an_interrupted_search_leaves_no_mark_for_the_next_pass():
+def test_the_marks_an_interrupted_search_leaves_hide_nothing_from_the_next_pass():
     class Interrupting:
         """Stands in for a parent; reading its buffer interrupts the search."""
 

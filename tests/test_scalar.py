@@ -194,7 +194,9 @@ def test_the_random_expressions_reach_depth_30_and_share_subexpressions():
     # what the two random tests above rely on: the strategy does produce deep
     # chains and DAGs (hypothesis.find raises if no example has the property)
     deepest = find(expressions(), lambda expr: expr.depth() == 30)
-    assert len(deepest.steps) == 30
+    assert_matches_torch(deepest, *deepest.inputs, rel=1e-9, abs_=1e-9)
+    second = find(expressions(), lambda expr: expr.depth() >= 10 and expr.chain_as_second_operand())
+    assert_matches_torch(second, *second.inputs, rel=1e-9, abs_=1e-9)
     shared = find(expressions(), lambda expr: expr.most_uses() >= 3 and expr.depth() >= 10)
     nodes = shared.evaluate([Value(x) for x in shared.inputs])
     consumers = [sum(p is n for m in nodes for p in m.parents) for n in nodes]

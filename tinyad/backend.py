@@ -49,8 +49,9 @@ class Backend:
     """An array library plus the device name it computes on.
 
     The methods below are written with ``self.xp`` only, so any namespace
-    that copies NumPy's API can use them; ``CupyBackend`` replaces the ones
-    that have a faster GPU spelling.
+    that copies NumPy's API can use them (``broadcast_to`` also has a
+    shortcut for NumPy's own arrays); ``CupyBackend`` replaces the ones that
+    have a faster GPU spelling.
     """
 
     # Whether ops check values (division by zero, log of a negative number)
@@ -103,11 +104,16 @@ class Backend:
         ``broadcast_to``, which also raises the error for shapes that do not
         broadcast.
         """
-        if type(array) is not numpy.ndarray or array.ndim != len(shape) or not array.flags.c_contiguous:
+        if (
+            type(array) is not numpy.ndarray
+            or type(shape) is not tuple
+            or array.ndim != len(shape)
+            or not array.flags.c_contiguous
+        ):
             return self.xp.broadcast_to(array, shape)
         strides = []
         for size, target, stride in zip(array.shape, shape, array.strides):
-            if size == 1:
+            if size == 1 and target >= 0:
                 strides.append(0)  # repeat this axis (NumPy's stride for any axis of size 1)
             elif size == target:
                 strides.append(stride)

@@ -23,8 +23,8 @@ Two design choices, both about graphs being deep:
   (micrograd's ``build_topo``) raises RecursionError on a chain of about 500
   nodes. A loop over 1,000,000 nodes only costs memory for the stack list.
 * A node stores data and a reference to a module-level function (at most with
-  a number filled in), never a closure that captures the node itself. A closure stored on the node it
-  captures makes a reference cycle per node; such graphs can only be freed by
+  a number filled in), never a closure that captures the node itself. A
+  closure stored on the node it captures makes a reference cycle per node; such graphs can only be freed by
   Python's cyclic garbage collector, which then dominates the run time of a
   training step. Without cycles, reference counting frees a graph the moment
   the last name for its output goes away.
@@ -100,6 +100,9 @@ class Node:
     ``grad``         dL/d(this node), accumulated over backward calls
     ``messages``     after backward: the message sent to each parent, in the
                      order of ``parents`` (accumulated like ``grad``)
+    ``_upstream``    the backward machinery's buffer, None between passes; during
+                     a pass first the search's mark ("reached"), then the sum
+                     of the messages that have arrived so far (see ``_reach``)
 
     and three more that every node has, but only a Tensor stores per node:
 
@@ -173,7 +176,14 @@ class Node:
 
 
 def topological_order(root: Node) -> list[Node]:
-    """Every node that ``root`` depends on, each after all of its parents."""
+    """Every node that ``root`` depends on, each after all of its parents.
+
+    The search writes its marks into the nodes' per-pass buffers and sets
+    them back to None afterwards, so it (and ``edges``, ``find``,
+    ``zero_grad`` and the drawings, which call it) must not run over a graph
+    while a backward pass is running over it: that pass keeps its partial
+    sums in the same buffers.
+    """
     order = _reach(root, object())
     for node in order:
         node._upstream = None  # tidy: a mark of a finished search never matches again
