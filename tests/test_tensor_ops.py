@@ -391,20 +391,13 @@ def reduction_case(draw, min_dims=0, elements=None):
     return x, axis, keepdims
 
 
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
 @SETTINGS
 @given(case=reduction_case())
-def test_sum_over_axis_gradients_match_torch(case):
+def test_sum_and_mean_over_axis_gradients_match_torch(reduction, case):
     x, axis, keepdims = case
-    assert_matches_torch(lambda t: t.sum(axis=axis, keepdims=keepdims), [x],
-                         torch_fn=lambda t: t.sum(dim=torch_dim(axis, t.ndim), keepdim=keepdims))
-
-
-@SETTINGS
-@given(case=reduction_case())
-def test_mean_over_axis_gradients_match_torch(case):
-    x, axis, keepdims = case
-    assert_matches_torch(lambda t: t.mean(axis=axis, keepdims=keepdims), [x],
-                         torch_fn=lambda t: t.mean(dim=torch_dim(axis, t.ndim), keepdim=keepdims))
+    assert_matches_torch(lambda t: getattr(t, reduction)(axis=axis, keepdims=keepdims), [x],
+                         torch_fn=lambda t: getattr(t, reduction)(dim=torch_dim(axis, t.ndim), keepdim=keepdims))
 
 
 @pytest.mark.parametrize("correction", [0, 1])
