@@ -956,3 +956,73 @@ def test_deep_chain_of_alternating_ops_matches_closed_form():
     (y * Tensor([2.0, 3.0])).sum().backward()
     np.testing.assert_array_equal(x.grad, [2.0, 3.0])
     np.testing.assert_array_equal(y.numpy(), [0.5, -0.5])
+
+
+# ==========================================================================
+# A leaf's gradient is an array of its own
+# ==========================================================================
+
+
+def _leaf_graphs():
+    """Leaves reached by one, two and three messages, by pass-through messages
+    (``+`` sends its upstream on unchanged), read-only broadcast views (the
+    mean's backward) and fresh products, and a root that is itself a leaf."""
+    x = Tensor(np.arange(6.0).reshape(2, 3), requires_grad=True, label="x")
+    w = Tensor([0.5, -1.0, 2.0], requires_grad=True, label="w")
+    yield "one message, passed through", (x,), x + 1.0
+    yield "one message, a broadcast view", (x,), x.mean(axis=0, keepdims=True)
+    yield "two messages", (x,), x * 2.0 + x.mean(axis=0, keepdims=True)
+    yield "three messages", (x, w), x * w + x + (x - x.mean(axis=0, keepdims=True)) * w
+    yield "the root is the leaf", (x,), x
+
+
+@pytest.mark.parametrize("case", list(range(5)))
+def test_leaf_grad_shares_memory_with_no_message_and_no_seed(case):
+    name, leaves, out = list(_leaf_graphs())[case]
+    seed = np.linspace(-1.0, 1.0, out.data.size).reshape(out.shape)
+    out.backward(seed)
+    messages = [m for _, _, m in tinyad.graph.edges(out) if m is not None]
+    for leaf in leaves:
+        assert leaf.grad.flags.writeable and leaf.grad.flags.owndata, name
+        assert not np.shares_memory(leaf.grad, seed), name
+        for m in messages:
+            assert not np.shares_memory(leaf.grad, m), f"{name}: {leaf.label}.grad shares memory with a message"
+    # so changing a gradient in place (an optimizer may) leaves the recorded messages as they were
+    recorded = [m.copy() for m in messages]
+    for leaf in leaves:
+        leaf.grad *= 0.0
+    for before, m in zip(recorded, messages):
+        np.testing.assert_array_equal(m, before)
+
+
+# ==========================================================================
+# The gradient of a broadcast factor, summed without building the product
+# ==========================================================================
+
+
+@pytest.mark.parametrize(
+    "full_shape, factor_shape",
+    [((64, 16), (16,)), ((64, 16), (1, 16)), ((8, 5, 3, 4), (1, 5, 1, 1)), ((8, 5, 3, 4), (5, 1, 1)), ((6, 7), ())],
+)
+def test_gradient_of_a_broadcast_factor_matches_torch_through_einsum(monkeypatch, full_shape, factor_shape):
+    # a per-channel factor scaling a batch: its gradient is a sum over the batch of
+    # upstream * the other factor, which tinyad adds up in one einsum (checked that it is taken)
+    used = []
+    real_einsum = np.einsum
+    monkeypatch.setattr(np, "einsum", lambda *args, **kw: used.append(args[0]) or real_einsum(*args, **kw))
+    rng = np.random.default_rng(3)
+    batch, factor = rng.normal(size=full_shape), rng.normal(size=factor_shape)
+    assert_matches_torch(lambda a, b: a * b, [batch, factor])
+    assert_matches_torch(lambda a, b: b * a, [batch, factor])
+    assert len(used) == 2, "the broadcast factor's gradient did not go through einsum"
+    weights = rng.normal(size=full_shape)
+    # and in float32 it keeps its dtype and agrees with torch to float32 rounding
+    x = Tensor(batch.astype(np.float32), requires_grad=True)
+    w = Tensor(factor.astype(np.float32), requires_grad=True)
+    (x * w).backward(weights.astype(np.float32))
+    tx = torch.tensor(batch.astype(np.float32), requires_grad=True)
+    tw = torch.tensor(factor.astype(np.float32), requires_grad=True)
+    (tx * tw).backward(torch.tensor(weights.astype(np.float32)))
+    assert w.grad.dtype == np.float32 and w.grad.shape == factor_shape
+    np.testing.assert_allclose(w.grad, tw.grad.numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(x.grad, tx.grad.numpy(), rtol=1e-6)

@@ -25,6 +25,7 @@ waiting for the GPU at every op. On the GPU, as in PyTorch on CUDA,
 """
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy
@@ -43,6 +44,23 @@ class CudaUnavailableError(ImportError, ValueError):
     An ImportError (what is missing is a library, or the hardware it drives);
     also a ValueError, the error an unusable ``device=`` argument raises.
     """
+
+
+@functools.lru_cache(maxsize=1024)
+def _repeating_strides(sizes: tuple, strides: tuple, shape: tuple) -> tuple | None:
+    """Strides that repeat an array of ``sizes`` and ``strides`` along its
+    size-1 axes to ``shape`` (stride 0: every index reads the same element),
+    or None unless every other axis already has its size in ``shape``.
+    Remembered, because a training loop repeats the same few shapes."""
+    if len(sizes) != len(shape):
+        return None
+    repeating = list(strides)
+    for axis, size in enumerate(sizes):
+        if size == 1 and shape[axis] >= 0:
+            repeating[axis] = 0  # NumPy's stride for any repeated axis of size 1
+        elif size != shape[axis]:
+            return None
+    return tuple(repeating)
 
 
 class Backend:
@@ -104,24 +122,13 @@ class Backend:
         ``broadcast_to``, which also raises the error for shapes that do not
         broadcast.
         """
-        if (
-            type(array) is not numpy.ndarray
-            or type(shape) is not tuple
-            or array.ndim != len(shape)
-            or not array.flags.c_contiguous
-        ):
-            return self.xp.broadcast_to(array, shape)
-        strides = []
-        for size, target, stride in zip(array.shape, shape, array.strides):
-            if size == 1 and target >= 0:
-                strides.append(0)  # repeat this axis (NumPy's stride for any axis of size 1)
-            elif size == target:
-                strides.append(stride)
-            else:
-                return self.xp.broadcast_to(array, shape)
-        view = numpy.ndarray(shape, array.dtype, buffer=array, strides=tuple(strides))
-        view.flags.writeable = False  # writing one element would change a whole row
-        return view
+        if type(array) is numpy.ndarray and type(shape) is tuple and array.flags.c_contiguous:
+            strides = _repeating_strides(array.shape, array.strides, shape)
+            if strides is not None:
+                view = numpy.ndarray(shape, array.dtype, buffer=array, strides=strides)
+                view.flags.writeable = False  # writing one element would change a whole row
+                return view
+        return self.xp.broadcast_to(array, shape)
 
     def scatter_add(self, target: Any, index: Any, values: Any) -> None:
         """target[index] += values, adding (not overwriting) at repeated indices."""

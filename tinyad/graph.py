@@ -148,6 +148,10 @@ class Node:
     # Subclasses (Value, Tensor) set every slot in their constructors; the
     # graph code below only relies on the names.
 
+    # Whether gradients are arrays, which several edges and a leaf's .grad
+    # could share and change in place (a Tensor's), or floats (a Value's).
+    messages_are_arrays = True
+
     @property
     def parents(self) -> tuple:
         """The inputs of the op that made this node, in order (empty for a leaf)."""
@@ -166,11 +170,14 @@ class Node:
         """Forget the accumulated gradient and messages of this node only."""
         raise NotImplementedError  # pragma: no cover - overridden
 
-    def accumulated_leaf_grad(self, upstream: Any) -> Any:
+    def accumulated_leaf_grad(self, upstream: Any, upstream_is_sum: bool) -> Any:
         """``.grad + upstream`` for a leaf, as an object the leaf owns.
 
         Messages may share memory with each other, but a leaf's gradient is
         what optimizers read and users change, so it must be its own.
+        ``upstream_is_sum`` says that ``upstream`` is a sum this backward pass
+        made (two or more messages arrived), which nothing else holds: it can
+        become the gradient as it is, where a single message must be copied.
         """
         raise NotImplementedError  # pragma: no cover - overridden
 
@@ -277,6 +284,11 @@ def run_backward(root: Node, seed: Any) -> None:
 
 
 def _propagate(order: list[Node], root: Node, seed: Any, mark: object) -> None:
+    # The nodes whose buffer holds a sum made in this pass (two or more
+    # messages arrived): such a sum is a new array that no edge records, so a
+    # leaf can keep it without a copy. Floats are never shared, so a scalar
+    # graph skips this bookkeeping (it would cost its step a few percent).
+    summed: set[Node] | None = set() if root.messages_are_arrays else None
     root._upstream = seed
     for node in reversed(order):
         upstream = node._upstream
@@ -285,7 +297,7 @@ def _propagate(order: list[Node], root: Node, seed: Any, mark: object) -> None:
             continue  # reached, but no path from root carried a gradient here
         first = node.first_parent
         if first is None:
-            node.grad = node.accumulated_leaf_grad(upstream)
+            node.grad = node.accumulated_leaf_grad(upstream, summed is not None and node in summed)
             continue
         node.grad = upstream if node.grad is None else node.grad + upstream
         sent = node.backward_fn(node, upstream)
@@ -305,21 +317,36 @@ def _propagate(order: list[Node], root: Node, seed: Any, mark: object) -> None:
         gradient = sent[0]
         if gradient is not None and first.requires_grad:
             waiting = first._upstream
-            first._upstream = gradient if waiting is mark else waiting + gradient
+            if waiting is mark:
+                first._upstream = gradient
+            else:
+                first._upstream = waiting + gradient
+                if summed is not None:
+                    summed.add(first)
         second = node.second_parent
         if second is None:
             continue
         gradient = sent[1]
         if gradient is not None and second.requires_grad:
             waiting = second._upstream
-            second._upstream = gradient if waiting is mark else waiting + gradient
+            if waiting is mark:
+                second._upstream = gradient
+            else:
+                second._upstream = waiting + gradient
+                if summed is not None:
+                    summed.add(second)
         more = node.more_parents
         if not more:
             continue
         for parent, gradient in zip(more, sent[2:]):
             if gradient is not None and parent.requires_grad:
                 waiting = parent._upstream
-                parent._upstream = gradient if waiting is mark else waiting + gradient
+                if waiting is mark:
+                    parent._upstream = gradient
+                else:
+                    parent._upstream = waiting + gradient
+                    if summed is not None:
+                        summed.add(parent)
 
 
 def edges(root: Node) -> list[tuple[Node, Node, Any]]:

@@ -93,6 +93,7 @@ class Value(Node):
     more_parents: tuple = ()  # a scalar op has at most two inputs
     saved = None  # x ** n fills n into its backward function instead
     requires_grad = True  # every Value takes part in the gradient, as in micrograd
+    messages_are_arrays = False  # a float gradient is never shared or changed in place
 
     def __init__(self, data: Number, label: str = "") -> None:
         self.data = float(data)
@@ -122,8 +123,8 @@ class Value(Node):
         self.grad = 0.0
         self.messages = None
 
-    def accumulated_leaf_grad(self, upstream: float) -> float:
-        return self.grad + upstream
+    def accumulated_leaf_grad(self, upstream: float, upstream_is_sum: bool) -> float:
+        return self.grad + upstream  # a float is never shared: nothing to copy
 
     # ---- addition and subtraction -----------------------------------------
 

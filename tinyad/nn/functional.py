@@ -149,21 +149,24 @@ def batch_norm(
     ``fused=True`` computes the same numbers in one primitive op whose
     backward is the compact hand-derived formula (faster, but one opaque node).
     """
-    if input.ndim < 2:
+    shape = input.data.shape
+    if len(shape) < 2:
         raise ValueError(f"batch_norm: expected an input of shape (N, C) or (N, C, *), got {input.shape}")
-    channels = input.shape[1]
+    channels = shape[1]
     for name, tensor in (("weight", weight), ("bias", bias), ("running_mean", running_mean), ("running_var", running_var)):
-        if tensor is not None and tensor.shape != (channels,):
+        if tensor is None:
+            continue
+        if tensor.data.shape != (channels,):
             raise ValueError(
                 f"batch_norm: {name} has shape {tensor.shape}, expected ({channels},) for an input of shape {input.shape}"
             )
-        if tensor is not None and tensor.backend is not input.backend:
+        if tensor.backend is not input.backend:
             raise ValueError(
                 f"batch_norm: tensors are on different devices, {input.device} (input) and {tensor.device} ({name}); "
                 "move one with .to(device)"
             )
-    axes = (0,) + tuple(range(2, input.ndim))
-    count = input.size // channels
+    axes = (0,) + tuple(range(2, len(shape)))
+    count = input.data.size // channels
     if not training and (running_mean is None or running_var is None):
         raise ValueError(
             "batch_norm: evaluation mode (training=False) normalizes with running_mean and running_var, "
