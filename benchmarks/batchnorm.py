@@ -9,6 +9,7 @@ Run:  python benchmarks/batchnorm.py            (about two minutes)
 from __future__ import annotations
 
 import resource
+import subprocess
 import sys
 import tracemalloc
 from pathlib import Path
@@ -60,6 +61,24 @@ def torch_batch_norm(x, gamma, beta, dy):
     y.backward(dy)
 
 
+def settle_allocator() -> None:
+    """Allocate and free one 31 MiB block before any timing.
+
+    glibc's malloc adapts to the process it serves: when a block it had
+    mapped straight from the operating system is freed, it raises its
+    threshold for doing that (up to 32 MiB) and the amount of freed memory it
+    keeps for reuse. Until then every large array is a fresh mapping, and
+    memory freed at the top of the heap goes back to the kernel, so the next
+    call page-faults it back in. Which contender pays those faults depends
+    on the order of earlier allocations, not on its code. Any process that
+    has once freed an array this big (a dataset, a large batch) is past that
+    stage, so the tables start from there; ``cold_table`` shows the same
+    shapes in a fresh process for comparison.
+    """
+    block = np.ones(31 * 2**20, dtype=np.uint8)
+    del block
+
+
 def page_faults_per_call(fn, calls: int = 5) -> float:
     """Minor page faults per call: each one is the kernel handing the process a
     fresh page, which happens when NumPy's memory for a large array comes
@@ -86,13 +105,16 @@ def peak_memory_per_call(fn, input_bytes: int) -> float:
     return (peak - held_before) / input_bytes
 
 
-def batchnorm_table(repeats: int) -> list[str]:
+TABLE_HEAD = [
+    "| shape | dtype | NumPy formula (ms) | composed (ms) | composed / NumPy | fused (ms) | fused / NumPy | PyTorch (ms) | PyTorch / NumPy | peak memory in inputs: NumPy / composed / fused | page faults per call: NumPy / composed / fused |",
+    "|---|---|---|---|---|---|---|---|---|---|---|",
+]
+
+
+def batchnorm_table(repeats: int, shapes: list[tuple[int, int]] = SHAPES) -> list[str]:
     rng = np.random.default_rng(0)
-    rows = [
-        "| shape | dtype | NumPy formula (ms) | composed (ms) | composed / NumPy | fused (ms) | fused / NumPy | PyTorch (ms) | PyTorch / NumPy | peak memory in inputs: NumPy / composed / fused | page faults per call: NumPy / composed / fused |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for shape in SHAPES:
+    rows = list(TABLE_HEAD)
+    for shape in shapes:
         for dtype in ("float32", "float64"):
             x = rng.normal(size=shape).astype(dtype)
             gamma = rng.normal(size=shape[1]).astype(dtype)
@@ -129,6 +151,17 @@ def batchnorm_table(repeats: int) -> list[str]:
             )
             print(rows[-1], flush=True)
     return rows
+
+
+COLD_SHAPES = [(256, 512)]
+
+
+def cold_table(repeats: int) -> list[str]:
+    """The rows of ``COLD_SHAPES`` measured in a fresh process that skips
+    ``settle_allocator``: what a short script sees before glibc has adapted."""
+    command = [sys.executable, __file__, "--cold-rows", str(repeats)]
+    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    return TABLE_HEAD + [line for line in output.splitlines() if line.startswith("| (")]
 
 
 def fixed_cost_table(repeats: int) -> list[str]:
@@ -216,8 +249,13 @@ def mlp_step_table(repeats: int) -> list[str]:
 
 
 def main() -> None:
+    if "--cold-rows" in sys.argv:  # the child process of cold_table: print its rows, write nothing
+        batchnorm_table(int(sys.argv[sys.argv.index("--cold-rows") + 1]), COLD_SHAPES)
+        return
     quick = "--quick" in sys.argv
     repeats = 7 if quick else 31
+    cold_rows = cold_table(repeats)  # first, so this process's own history cannot matter to it
+    settle_allocator()
     bn_rows = batchnorm_table(repeats)
     fixed_rows = fixed_cost_table(101 if quick else 1001)
     print("\n".join(fixed_rows))
@@ -242,13 +280,24 @@ def main() -> None:
             "former and a learner may ask for the latter (`tinyad.message`), so it holds about twice",
             "what the formula does, and makes every array fresh where the formula reuses freed memory.",
             "*Page faults* count the times per call the kernel had to hand the process a new 4 KB page",
-            "(`getrusage`); they appear where the arrays are too large for the C library to keep",
-            "freed memory for reuse, and they cost the most on a virtual machine like this one.",
-            "They come in some runs and not in others at the same shape (most often at (256, 512)),",
-            "so the ratios move from run to run: judge a target over several runs, not by this table",
-            "alone.",
+            "(`getrusage`). Before any timing the script allocates and frees one 31 MiB block, which",
+            "moves glibc's malloc to the state any process that has once freed a large array is in:",
+            "it then keeps freed memory of these sizes for reuse instead of returning it to the kernel",
+            "after every call. Arrays of 32 MiB and more stay above glibc's limit for that (each is",
+            "mapped and unmapped at every call), which is where faults remain.",
             "",
             *bn_rows,
+            "",
+            "### The same shape in a fresh process",
+            "",
+            "Measured first, in a separate process that skips that allocation: here glibc returns",
+            "the memory freed at the end of each call to the kernel and the next call faults it back",
+            "in, one page at a time. Every contender pays for the memory it touches, so the graph,",
+            "which holds about twice what the formula does, pays about twice the faults. How many",
+            "faults a call meets depends on the allocations before it, so these rows move between",
+            "runs more than the ones above.",
+            "",
+            *cold_rows,
             "",
             "### The fixed cost of one call",
             "",

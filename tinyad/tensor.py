@@ -139,7 +139,8 @@ def _unbroadcast_product(upstream: Any, factor: Any, shape: tuple, backend: Back
     subscripts = _product_sum_subscripts(upstream.shape, shape)
     if subscripts is None:
         return _unbroadcast(upstream * factor, shape)
-    return backend.xp.einsum(subscripts, upstream, factor).reshape(shape)
+    total = backend.xp.einsum(subscripts, upstream, factor)
+    return total if total.shape == shape else total.reshape(shape)  # put back the size-1 axes
 
 
 @functools.lru_cache(maxsize=256)
@@ -553,9 +554,14 @@ class Tensor(Node):
             gradient = upstream * a.data
             gradient *= 2  # in place: one new array instead of two
             return (gradient,)
+        if exponent < 0:
+            # a^(n-1) = a^n / a: the forward's result divided by a, cheaper than a
+            # power (on the CPU the forward refused a = 0; on the GPU, where 0 ** n
+            # is inf, inf / 0 is the same inf that 0 ** (n - 1) would be)
+            return (upstream * (exponent * node.data / a.data),)
         if 0 < exponent < 1:
             # Only here can a^(n-1) divide by zero: 0 ** (n - 1) = +inf, as in
-            # PyTorch, without NumPy's warning. (For n < 0 the forward refused a = 0.)
+            # PyTorch, without NumPy's warning.
             with _quiet(node.backend.xp):
                 return (upstream * (exponent * a.data ** (exponent - 1)),)
         return (upstream * (exponent * a.data ** (exponent - 1)),)
