@@ -322,6 +322,20 @@ def test_op_on_the_spy_backend_stays_on_it_without_host_transfers_and_matches_th
         np.testing.assert_allclose(spy_device.to_numpy(leaf.grad), want, rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.parametrize("exponent", [-0.5, -1.0, -2.0, -2.5])
+def test_negative_power_at_signed_zero_and_infinite_bases_without_value_checks_matches_torch(spy_device, exponent):
+    # the GPU's rule: no value check, so 0 ** n is inf and its gradient must carry torch's sign
+    import torch
+
+    bases = np.array([-0.0, 0.0, np.inf, -np.inf, 2.0])
+    x = tinyad.Tensor(bases, requires_grad=True, device="spy")
+    with np.errstate(all="ignore"):
+        (x**exponent).backward(np.ones(bases.shape))
+    theirs = torch.tensor(bases, requires_grad=True)
+    (theirs**exponent).backward(torch.ones(bases.shape, dtype=torch.float64))
+    np.testing.assert_array_equal(spy_device.to_numpy(x.grad), theirs.grad.numpy())
+
+
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
 def test_training_on_the_spy_backend_stays_on_it_and_never_touches_numpy_or_the_host(spy_device, monkeypatch, name):
     reference, model = mlp(fused=True), mlp(fused=True)

@@ -316,6 +316,19 @@ def test_permute_with_invalid_axes_raises_value_error(dims):
     assert_engine_still_works(a, b)
 
 
+@pytest.mark.parametrize("op", ["sum", "mean", "max"])
+def test_a_float_axis_is_refused_before_and_after_the_same_int_axis_is_used(op):
+    # reductions remember normalized axes; 1.0 == 1 as a key, so a float must not be
+    # handed the answer remembered for the int (nor spoil it for the int)
+    x = Tensor(np.arange(6.0).reshape(2, 3), requires_grad=True)
+    for axis in [(1.0,), (1,), (1.0,), 1.0, 1, 1.0]:
+        if isinstance((axis if isinstance(axis, tuple) else (axis,))[0], float):
+            with pytest.raises(TypeError):
+                getattr(x, op)(axis=axis)
+        else:
+            np.testing.assert_array_equal(getattr(x, op)(axis=axis).data, getattr(x.data, op)(axis=axis))
+
+
 def test_permute_rejects_out_of_range_axis_that_wraps_to_a_valid_permutation():
     x = Tensor(np.zeros((2, 3, 4)), requires_grad=True)
     with pytest.raises(ValueError, match="permute"):

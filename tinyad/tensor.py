@@ -130,9 +130,10 @@ def _unbroadcast_product(upstream: Any, factor: Any, shape: tuple, backend: Back
     shape (N, C) and gamma of shape (C,), dL/dgamma_c = sum_n dL/dy_nc * a_nc.
     ``einsum`` multiplies and adds in one loop and never holds the (N, C)
     product in memory, which makes it two to three times faster on a large
-    batch, with the same rounding (both add the rows one after another). It
-    needs ``factor`` to have upstream's shape; any other case takes the plain
-    route.
+    batch. For (N, C) it adds the rows in the same order as a sum, so the
+    result is the same to the last bit; for (N, C, H, W) the order differs and
+    so may the last bit, no less accurately. It needs ``factor`` to have
+    upstream's shape; any other case takes the plain route.
     """
     if upstream.shape == shape or factor.shape != upstream.shape:
         return _unbroadcast(upstream * factor, shape)
@@ -169,16 +170,21 @@ def _product_sum_subscripts(full_shape: tuple, shape: tuple) -> str | None:
 
 def _normalize_axes(axis: Axis, ndim: int, op: str) -> tuple:
     """Axis as a sorted tuple of non-negative ints (None means every axis)."""
-    if axis is not None and not isinstance(axis, (int, tuple)):
+    if axis is None or isinstance(axis, int):
+        kinds = type(axis)
+    else:
         axis = tuple(axis)  # a list or an array cannot be a key of the cache below
-    return _normalized_axes(axis, ndim, op)
+        kinds = tuple(map(type, axis))
+    return _normalized_axes(axis, kinds, ndim, op)
 
 
 @functools.lru_cache(maxsize=1024)
-def _normalized_axes(axis: Axis, ndim: int, op: str) -> tuple:
+def _normalized_axes(axis: Axis, kinds: Any, ndim: int, op: str) -> tuple:
     """``_normalize_axes``, remembered: a training loop asks for the same few
     (axis, ndim) pairs at every step, and looking one up costs a fraction of
-    checking and sorting it again (a raised error is not remembered)."""
+    checking and sorting it again (a raised error is not remembered).
+    ``kinds``, the types of the axes, is only part of the key: 1 and 1.0 are
+    equal keys, and 1.0 must not be handed the answer for 1."""
     if axis is None:
         return tuple(range(ndim))
     axes = (axis,) if isinstance(axis, int) else tuple(axis)
@@ -554,14 +560,9 @@ class Tensor(Node):
             gradient = upstream * a.data
             gradient *= 2  # in place: one new array instead of two
             return (gradient,)
-        if exponent < 0:
-            # a^(n-1) = a^n / a: the forward's result divided by a, cheaper than a
-            # power (on the CPU the forward refused a = 0; on the GPU, where 0 ** n
-            # is inf, inf / 0 is the same inf that 0 ** (n - 1) would be)
-            return (upstream * (exponent * node.data / a.data),)
         if 0 < exponent < 1:
             # Only here can a^(n-1) divide by zero: 0 ** (n - 1) = +inf, as in
-            # PyTorch, without NumPy's warning.
+            # PyTorch, without NumPy's warning. (For n < 0 the forward refused a = 0.)
             with _quiet(node.backend.xp):
                 return (upstream * (exponent * a.data ** (exponent - 1)),)
         return (upstream * (exponent * a.data ** (exponent - 1)),)
