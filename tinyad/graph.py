@@ -317,36 +317,29 @@ def _propagate(order: list[Node], root: Node, seed: Any, mark: object) -> None:
         gradient = sent[0]
         if gradient is not None and first.requires_grad:
             waiting = first._upstream
-            if waiting is mark:
-                first._upstream = gradient
-            else:
-                first._upstream = waiting + gradient
-                if summed is not None:
-                    summed.add(first)
+            first._upstream = gradient if waiting is mark else _accumulate(waiting, gradient, first, summed)
         second = node.second_parent
         if second is None:
             continue
         gradient = sent[1]
         if gradient is not None and second.requires_grad:
             waiting = second._upstream
-            if waiting is mark:
-                second._upstream = gradient
-            else:
-                second._upstream = waiting + gradient
-                if summed is not None:
-                    summed.add(second)
+            second._upstream = gradient if waiting is mark else _accumulate(waiting, gradient, second, summed)
         more = node.more_parents
         if not more:
             continue
         for parent, gradient in zip(more, sent[2:]):
             if gradient is not None and parent.requires_grad:
                 waiting = parent._upstream
-                if waiting is mark:
-                    parent._upstream = gradient
-                else:
-                    parent._upstream = waiting + gradient
-                    if summed is not None:
-                        summed.add(parent)
+                parent._upstream = gradient if waiting is mark else _accumulate(waiting, gradient, parent, summed)
+
+
+def _accumulate(waiting: Any, gradient: Any, parent: Node, summed: set[Node] | None) -> Any:
+    """A second (third, ...) message reaches ``parent``: their sum, noting in
+    ``summed`` (None for a scalar graph) that its buffer now holds a new sum."""
+    if summed is not None:
+        summed.add(parent)
+    return waiting + gradient
 
 
 def edges(root: Node) -> list[tuple[Node, Node, Any]]:
