@@ -19,6 +19,7 @@ imported ``numpy``.
 from __future__ import annotations
 
 import functools
+from contextlib import nullcontext
 from typing import Any, Sequence, Union
 
 from . import graph
@@ -107,20 +108,29 @@ def _unbroadcast(gradient: Any, shape: tuple) -> Any:
     An input that broadcasting repeated along an axis receives the sum of the
     gradients of all its copies (the chain rule adds over every use).
     """
-    if gradient.shape == shape:
+    full_shape = gradient.shape
+    if full_shape == shape:
         return gradient
-    added = gradient.ndim - len(shape)
+    added = len(full_shape) - len(shape)
     if added > 0:
         gradient = gradient.sum(axis=tuple(range(added)))
         if gradient.shape == shape:
             return gradient
-    stretched = []
-    for axis, size in enumerate(shape):
-        if size == 1 and gradient.shape[axis] != 1:
-            stretched.append(axis)
+    stretched = _stretched_axes(full_shape, shape)
     if stretched:
         gradient = gradient.sum(axis=tuple(stretched), keepdims=True)
     return gradient
+
+
+def _stretched_axes(full_shape: tuple, shape: tuple) -> list:
+    """The axes of ``shape`` that broadcasting stretched from size 1 to meet
+    ``full_shape`` (shapes line up from the right, as in broadcasting)."""
+    added = len(full_shape) - len(shape)
+    stretched = []
+    for axis, size in enumerate(shape):
+        if size == 1 and full_shape[added + axis] != 1:
+            stretched.append(axis)
+    return stretched
 
 
 def _unbroadcast_product(upstream: Any, factor: Any, shape: tuple, backend: Backend) -> Any:
@@ -135,13 +145,12 @@ def _unbroadcast_product(upstream: Any, factor: Any, shape: tuple, backend: Back
     so may the last bit, no less accurately. It needs ``factor`` to have
     upstream's shape; any other case takes the plain route.
     """
-    if upstream.shape == shape or factor.shape != upstream.shape:
-        return _unbroadcast(upstream * factor, shape)
-    subscripts = _product_sum_subscripts(upstream.shape, shape)
-    if subscripts is None:
-        return _unbroadcast(upstream * factor, shape)
-    total = backend.xp.einsum(subscripts, upstream, factor)
-    return total if total.shape == shape else total.reshape(shape)  # put back the size-1 axes
+    if upstream.shape != shape and factor.shape == upstream.shape:
+        subscripts = _product_sum_subscripts(upstream.shape, shape)
+        if subscripts is not None:
+            total = backend.xp.einsum(subscripts, upstream, factor)
+            return total if total.shape == shape else total.reshape(shape)  # put back the size-1 axes
+    return _unbroadcast(upstream * factor, shape)
 
 
 @functools.lru_cache(maxsize=256)
@@ -157,15 +166,12 @@ def _product_sum_subscripts(full_shape: tuple, shape: tuple) -> str | None:
     added = len(full_shape) - len(shape)
     if added < 0 or len(full_shape) > len(letters):
         return None
-    kept = [
-        letters[axis]
-        for axis in range(added, len(full_shape))
-        if not (shape[axis - added] == 1 and full_shape[axis] != 1)
-    ]
-    if len(kept) == len(full_shape):
+    summed = set(range(added)) | {added + axis for axis in _stretched_axes(full_shape, shape)}
+    if not summed:
         return None
     operand = letters[: len(full_shape)]
-    return f"{operand},{operand}->{''.join(kept)}"
+    kept = "".join(letter for axis, letter in enumerate(operand) if axis not in summed)
+    return f"{operand},{operand}->{kept}"
 
 
 def _normalize_axes(axis: Axis, ndim: int, op: str) -> tuple:
@@ -560,12 +566,11 @@ class Tensor(Node):
             gradient = upstream * a.data
             gradient *= 2  # in place: one new array instead of two
             return (gradient,)
-        if 0 < exponent < 1:
-            # Only here can a^(n-1) divide by zero: 0 ** (n - 1) = +inf, as in
-            # PyTorch, without NumPy's warning. (For n < 0 the forward refused a = 0.)
-            with _quiet(node.backend.xp):
-                return (upstream * (exponent * a.data ** (exponent - 1)),)
-        return (upstream * (exponent * a.data ** (exponent - 1)),)
+        # Only for 0 < n < 1 can a^(n-1) divide by zero: 0 ** (n - 1) = +inf, as in
+        # PyTorch, without NumPy's warning. (For n < 0 the forward refused a = 0.)
+        quiet = _quiet(node.backend.xp) if 0 < exponent < 1 else nullcontext()
+        with quiet:
+            return (upstream * (exponent * a.data ** (exponent - 1)),)
 
     def __rpow__(self, base: TensorLike) -> "Tensor":
         base = _operand(self, base, "**")
