@@ -637,6 +637,15 @@ def test_concatenate_with_a_constant_part_sends_gradient_only_to_grad_inputs():
                          torch_fn=lambda *ts: torch.cat(ts, dim=0), requires_grad=(True, False, True))
 
 
+def test_an_op_is_recorded_when_only_its_third_input_needs_a_gradient():
+    # the third input sits in more_parents, not in the two parent slots
+    parts = [fixed((2, 3), seed=25), fixed((2, 3), seed=26), fixed((2, 3), seed=27)]
+    assert_matches_torch(lambda *ts: tinyad.stack(ts, axis=0), parts,
+                         torch_fn=lambda *ts: torch.stack(ts, dim=0), requires_grad=(False, False, True))
+    constants = [Tensor(part) for part in parts]
+    assert not tinyad.concatenate(constants, axis=0).requires_grad
+
+
 def test_stack_of_the_same_tensor_twice_adds_both_gradients_like_torch():
     x = fixed((2, 3), seed=24)
     assert_matches_torch(lambda t: tinyad.stack([t, t * 2.0], axis=1), [x],

@@ -39,8 +39,23 @@ _object_new = object.__new__
 # ---------------------------------------------------------------------------
 
 
-def _result(data: Any, parents: tuple, op: str, backward_fn, backend: Backend, saved: Any = None) -> "Tensor":
-    """The output node of an op: recorded only if an input needs a gradient."""
+def _result(
+    data: Any,
+    first: "Tensor",
+    second: "Tensor | None",
+    op: str,
+    backward_fn,
+    backend: Backend,
+    saved: Any = None,
+    more: tuple = (),
+) -> "Tensor":
+    """The output node of an op on ``first`` (and ``second``, then ``more``, for
+    an op with more inputs): recorded only if an input needs a gradient.
+
+    The inputs come one by one, as in ``scalar._result``, because they go
+    straight into the node's parent slots; every op calls this, so building
+    and taking apart a tuple of them would cost each op a little.
+    """
     out = _object_new(Tensor)
     if not isinstance(data, backend.array_type):
         data = backend.xp.asarray(data)  # NumPy returns scalars for 0-d results; keep arrays
@@ -51,18 +66,15 @@ def _result(data: Any, parents: tuple, op: str, backward_fn, backend: Backend, s
     out._upstream = None
     out.backend = backend
     out.saved = saved
-    recorded = False
-    if graph._grad_enabled:
-        for parent in parents:
-            if parent.requires_grad:
-                recorded = True
-                break
-    if recorded:
+    if graph._grad_enabled and (
+        first.requires_grad
+        or (second is not None and second.requires_grad)
+        or (more and any(parent.requires_grad for parent in more))
+    ):
         out.requires_grad = True
-        count = len(parents)  # the parent slots of graph.Node: two, then the rest
-        out.first_parent = parents[0]
-        out.second_parent = parents[1] if count > 1 else None
-        out.more_parents = parents[2:] if count > 2 else ()
+        out.first_parent = first
+        out.second_parent = second
+        out.more_parents = more
         out.op = op
         out.backward_fn = backward_fn
     else:
@@ -72,6 +84,16 @@ def _result(data: Any, parents: tuple, op: str, backward_fn, backend: Backend, s
         out.op = ""
         out.backward_fn = None
     return out
+
+
+def _result_of_many(
+    data: Any, parents: Sequence["Tensor"], op: str, backward_fn, backend: Backend, saved: Any = None
+) -> "Tensor":
+    """``_result`` for an op that takes any number of inputs (concatenate,
+    stack, the fused BatchNorm): the first two fill the parent slots, any
+    others go to ``more``."""
+    second = parents[1] if len(parents) > 1 else None
+    return _result(data, parents[0], second, op, backward_fn, backend, saved, tuple(parents[2:]))
 
 
 def _operand(tensor: "Tensor", other: Any, op: str) -> "Tensor":
@@ -435,7 +457,7 @@ class Tensor(Node):
             data = self.data + other.data
         except ValueError:
             raise shape_error("+", self.shape, other.shape) from None
-        return _result(data, (self, other), "+", Tensor._add_backward, self.backend)
+        return _result(data, self, other, "+", Tensor._add_backward, self.backend)
 
     @staticmethod
     def _add_backward(node: "Tensor", upstream: Any) -> tuple:
@@ -460,7 +482,7 @@ class Tensor(Node):
             data = self.data - other.data
         except ValueError:
             raise shape_error("-", self.shape, other.shape) from None
-        return _result(data, (self, other), "-", Tensor._sub_backward, self.backend)
+        return _result(data, self, other, "-", Tensor._sub_backward, self.backend)
 
     @staticmethod
     def _sub_backward(node: "Tensor", upstream: Any) -> tuple:
@@ -478,7 +500,7 @@ class Tensor(Node):
         return other.__sub__(self)
 
     def __neg__(self) -> "Tensor":
-        return _result(-self.data, (self,), "neg", Tensor._neg_backward, self.backend)
+        return _result(-self.data, self, None, "neg", Tensor._neg_backward, self.backend)
 
     @staticmethod
     def _neg_backward(node: "Tensor", upstream: Any) -> tuple:
@@ -495,7 +517,7 @@ class Tensor(Node):
             data = self.data * other.data
         except ValueError:
             raise shape_error("*", self.shape, other.shape) from None
-        return _result(data, (self, other), "*", Tensor._mul_backward, self.backend)
+        return _result(data, self, other, "*", Tensor._mul_backward, self.backend)
 
     @staticmethod
     def _mul_backward(node: "Tensor", upstream: Any) -> tuple:
@@ -525,7 +547,7 @@ class Tensor(Node):
             data = self.data / other.data
         except ValueError:
             raise shape_error("/", self.shape, other.shape) from None
-        return _result(data, (self, other), "/", Tensor._div_backward, self.backend)
+        return _result(data, self, other, "/", Tensor._div_backward, self.backend)
 
     @staticmethod
     def _div_backward(node: "Tensor", upstream: Any) -> tuple:
@@ -553,7 +575,7 @@ class Tensor(Node):
         # value checks are off on the GPU (see backend.py): 0 ** -1 is inf there, as in PyTorch
         if self.backend.checks_values:
             _check_power_domain(self.backend, data, exponent)
-        return _result(data**exponent, (self,), f"**{exponent:g}", Tensor._pow_backward, self.backend, saved=exponent)
+        return _result(data**exponent, self, None, f"**{exponent:g}", Tensor._pow_backward, self.backend, saved=exponent)
 
     @staticmethod
     def _pow_backward(node: "Tensor", upstream: Any) -> tuple:
@@ -608,7 +630,7 @@ class Tensor(Node):
                 "are not aligned: the last dimension of the left operand must equal the "
                 "second-to-last (or only) dimension of the right one",
             ) from None
-        return _result(data, (self, other), "@", Tensor._matmul_backward, self.backend)
+        return _result(data, self, other, "@", Tensor._matmul_backward, self.backend)
 
     @staticmethod
     def _matmul_backward(node: "Tensor", upstream: Any) -> tuple:
@@ -648,7 +670,7 @@ class Tensor(Node):
     # ---- elementwise functions ---------------------------------------------------
 
     def exp(self) -> "Tensor":
-        return _result(self.backend.xp.exp(self.data), (self,), "exp", Tensor._exp_backward, self.backend)
+        return _result(self.backend.xp.exp(self.data), self, None, "exp", Tensor._exp_backward, self.backend)
 
     @staticmethod
     def _exp_backward(node: "Tensor", upstream: Any) -> tuple:
@@ -663,7 +685,7 @@ class Tensor(Node):
                     f"log: expected positive values (log x is defined for x > 0 only), "
                     f"{_first_bad(self.backend, self.data, not_positive)}"
                 )
-        return _result(self.backend.xp.log(self.data), (self,), "log", Tensor._log_backward, self.backend)
+        return _result(self.backend.xp.log(self.data), self, None, "log", Tensor._log_backward, self.backend)
 
     @staticmethod
     def _log_backward(node: "Tensor", upstream: Any) -> tuple:
@@ -679,7 +701,7 @@ class Tensor(Node):
                     f"sqrt: expected values >= 0 (the square root of a negative number is not real), "
                     f"{_first_bad(self.backend, self.data, negative)}"
                 )
-        return _result(self.backend.xp.sqrt(self.data), (self,), "sqrt", Tensor._sqrt_backward, self.backend)
+        return _result(self.backend.xp.sqrt(self.data), self, None, "sqrt", Tensor._sqrt_backward, self.backend)
 
     @staticmethod
     def _sqrt_backward(node: "Tensor", upstream: Any) -> tuple:
@@ -689,7 +711,7 @@ class Tensor(Node):
             return (upstream / (2 * node.data),)
 
     def tanh(self) -> "Tensor":
-        return _result(self.backend.xp.tanh(self.data), (self,), "tanh", Tensor._tanh_backward, self.backend)
+        return _result(self.backend.xp.tanh(self.data), self, None, "tanh", Tensor._tanh_backward, self.backend)
 
     @staticmethod
     def _tanh_backward(node: "Tensor", upstream: Any) -> tuple:
@@ -703,7 +725,7 @@ class Tensor(Node):
         # ((1 + tanh(x / 2)) / 2 would cancel to exactly 0 there)
         e = xp.exp(-xp.abs(self.data))
         data = xp.where(self.data >= 0, 1 / (1 + e), e / (1 + e))
-        return _result(data, (self,), "sigmoid", Tensor._sigmoid_backward, self.backend)
+        return _result(data, self, None, "sigmoid", Tensor._sigmoid_backward, self.backend)
 
     @staticmethod
     def _sigmoid_backward(node: "Tensor", upstream: Any) -> tuple:
@@ -711,7 +733,7 @@ class Tensor(Node):
         return (upstream * node.data * (1 - node.data),)
 
     def relu(self) -> "Tensor":
-        return _result(self.backend.xp.maximum(self.data, 0), (self,), "relu", Tensor._relu_backward, self.backend)
+        return _result(self.backend.xp.maximum(self.data, 0), self, None, "relu", Tensor._relu_backward, self.backend)
 
     @staticmethod
     def _relu_backward(node: "Tensor", upstream: Any) -> tuple:
@@ -720,7 +742,7 @@ class Tensor(Node):
         return (upstream * (a.data > 0),)
 
     def abs(self) -> "Tensor":
-        return _result(self.backend.xp.abs(self.data), (self,), "abs", Tensor._abs_backward, self.backend)
+        return _result(self.backend.xp.abs(self.data), self, None, "abs", Tensor._abs_backward, self.backend)
 
     @staticmethod
     def _abs_backward(node: "Tensor", upstream: Any) -> tuple:
@@ -735,7 +757,7 @@ class Tensor(Node):
     def sum(self, axis: Axis = None, keepdims: bool = False) -> "Tensor":
         axes = _normalize_axes(axis, self.ndim, "sum")
         data = self.data.sum(axis=axes, keepdims=keepdims)
-        return _result(data, (self,), "sum", Tensor._sum_backward, self.backend, saved=(axes, keepdims))
+        return _result(data, self, None, "sum", Tensor._sum_backward, self.backend, saved=(axes, keepdims))
 
     @staticmethod
     def _sum_backward(node: "Tensor", upstream: Any) -> tuple:
@@ -751,7 +773,7 @@ class Tensor(Node):
         if count == 0:
             raise ValueError(f"mean: cannot average over zero elements (shape {self.shape}, axis {axis})")
         data = self.backend.mean(self.data, axes, keepdims, count)
-        return _result(data, (self,), "mean", Tensor._mean_backward, self.backend, saved=(axes, keepdims, count))
+        return _result(data, self, None, "mean", Tensor._mean_backward, self.backend, saved=(axes, keepdims, count))
 
     @staticmethod
     def _mean_backward(node: "Tensor", upstream: Any) -> tuple:
@@ -777,7 +799,7 @@ class Tensor(Node):
             )
         centered = self.data - self.data.mean(axis=axes, keepdims=True)
         data = (centered * centered).sum(axis=axes, keepdims=keepdims) / (count - correction)
-        return _result(data, (self,), "var", Tensor._var_backward, self.backend, saved=(axes, keepdims, count - correction))
+        return _result(data, self, None, "var", Tensor._var_backward, self.backend, saved=(axes, keepdims, count - correction))
 
     @staticmethod
     def _var_backward(node: "Tensor", upstream: Any) -> tuple:
@@ -796,7 +818,7 @@ class Tensor(Node):
         if _count(self.data.shape, axes) == 0:
             raise ValueError(f"max: cannot take the maximum of zero elements (shape {self.shape})")
         data = self.data.max(axis=axes, keepdims=keepdims)
-        return _result(data, (self,), "max", Tensor._max_backward, self.backend, saved=(axes, keepdims))
+        return _result(data, self, None, "max", Tensor._max_backward, self.backend, saved=(axes, keepdims))
 
     @staticmethod
     def _max_backward(node: "Tensor", upstream: Any) -> tuple:
@@ -821,7 +843,7 @@ class Tensor(Node):
             raise ValueError(
                 f"reshape: cannot reshape a tensor of shape {self.shape} ({self.size} elements) into {shape}"
             ) from None
-        return _result(data, (self,), "reshape", Tensor._reshape_backward, self.backend)
+        return _result(data, self, None, "reshape", Tensor._reshape_backward, self.backend)
 
     @staticmethod
     def _reshape_backward(node: "Tensor", upstream: Any) -> tuple:
@@ -839,7 +861,7 @@ class Tensor(Node):
             raise ValueError(f"permute: {dims} is not a permutation of the {self.ndim} axes of shape {self.shape}")
         dims = tuple(d % self.ndim for d in dims)
         data = self.backend.xp.transpose(self.data, dims)
-        return _result(data, (self,), "permute", Tensor._permute_backward, self.backend, saved=dims)
+        return _result(data, self, None, "permute", Tensor._permute_backward, self.backend, saved=dims)
 
     @staticmethod
     def _permute_backward(node: "Tensor", upstream: Any) -> tuple:
@@ -872,7 +894,7 @@ class Tensor(Node):
             data = self.data[index]
         except IndexError as error:
             raise IndexError(f"[]: {error} (tensor shape {self.shape})") from None
-        return _result(data, (self,), "[]", Tensor._getitem_backward, self.backend, saved=index)
+        return _result(data, self, None, "[]", Tensor._getitem_backward, self.backend, saved=index)
 
     @staticmethod
     def _getitem_backward(node: "Tensor", upstream: Any) -> tuple:
@@ -907,7 +929,7 @@ class Tensor(Node):
             return self
         # through the host: a NumPy array is what every backend can take in
         data = target.asarray(self.backend.to_numpy(self.data))
-        return _result(data, (self,), f"to({target.device})", Tensor._to_backward, target, saved=self.backend)
+        return _result(data, self, None, f"to({target.device})", Tensor._to_backward, target, saved=self.backend)
 
     @staticmethod
     def _to_backward(node: "Tensor", upstream: Any) -> tuple:
@@ -980,7 +1002,7 @@ def _tensor_pow(base: Tensor, exponent: Tensor) -> Tensor:
         data = base.data**exponent.data
     except ValueError:
         raise shape_error("**", base.shape, exponent.shape) from None
-    return _result(data, (base, exponent), "**", Tensor._tensor_pow_backward, base.backend)
+    return _result(data, base, exponent, "**", Tensor._tensor_pow_backward, base.backend)
 
 
 # ---------------------------------------------------------------------------
@@ -1012,7 +1034,7 @@ def concatenate(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
             f"concatenate: shapes {[t.shape for t in tensors]} must agree on every axis except axis {axis}"
         ) from None
     sizes = [t.data.shape[axis] for t in tensors]
-    return _result(data, tuple(tensors), "concatenate", _concatenate_backward, first.backend, saved=(axis, sizes))
+    return _result_of_many(data, tensors, "concatenate", _concatenate_backward, first.backend, saved=(axis, sizes))
 
 
 def _concatenate_backward(node: Tensor, upstream: Any) -> tuple:
@@ -1035,7 +1057,7 @@ def stack(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
         data = first.backend.xp.stack([t.data for t in tensors], axis=axis)
     except ValueError:
         raise ValueError(f"stack: all shapes must be equal, got {[t.shape for t in tensors]}") from None
-    return _result(data, tuple(tensors), "stack", _stack_backward, first.backend, saved=axis)
+    return _result_of_many(data, tensors, "stack", _stack_backward, first.backend, saved=axis)
 
 
 def _stack_backward(node: Tensor, upstream: Any) -> tuple:
@@ -1060,7 +1082,7 @@ def where(condition: Any, x: TensorLike, y: TensorLike) -> Tensor:
         raise ValueError(
             f"where: shapes {tuple(mask.shape)}, {x.shape} and {y.shape} cannot be broadcast together"
         ) from None
-    return _result(data, (x, y), "where", _where_backward, anchor.backend, saved=mask)
+    return _result(data, x, y, "where", _where_backward, anchor.backend, saved=mask)
 
 
 def _where_backward(node: Tensor, upstream: Any) -> tuple:
@@ -1083,7 +1105,7 @@ def _extremum(a: TensorLike, b: TensorLike, op: str) -> Tensor:
         data = pick(a.data, b.data)
     except ValueError:
         raise shape_error(op, a.shape, b.shape) from None
-    return _result(data, (a, b), op, _extremum_backward, anchor.backend)
+    return _result(data, a, b, op, _extremum_backward, anchor.backend)
 
 
 def _extremum_backward(node: Tensor, upstream: Any) -> tuple:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from ..scalar import Value
-from ..tensor import Tensor, _result
+from ..tensor import Tensor, _result_of_many
 
 __all__ = [
     "batch_norm",
@@ -234,7 +234,7 @@ def _fused_batch_norm(input, weight, bias, eps, axes):
     if bias is not None:
         parents.append(bias)
     saved = (arrays, axes, weight is not None, bias is not None)
-    out = _result(y, tuple(parents), "batch_norm (fused)", _fused_backward, input.backend, saved=saved)
+    out = _result_of_many(y, parents, "batch_norm (fused)", _fused_backward, input.backend, saved=saved)
     out.label = "y"
     return out, batch_mean, batch_var
 
