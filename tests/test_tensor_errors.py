@@ -8,6 +8,7 @@ import re
 
 import numpy as np
 import pytest
+import torch
 
 import tinyad
 from tinyad import Tensor
@@ -254,6 +255,27 @@ def test_negative_base_to_a_fractional_power_raises_naming_op_and_value():
         x**0.5
     assert str(info.value).startswith("**:") and "-3.5" in str(info.value)
     assert_engine_still_works(x)
+
+
+@pytest.mark.parametrize("exponent", [0.5, -0.5, 1.5, -2.5])
+@pytest.mark.parametrize("base", [
+    [4.0, float("nan")], [float("inf"), 1.0], [0.0, 9.0], [-0.0, 9.0], [], [[1.0], [float("-inf")]],
+], ids=["nan", "inf", "zero", "minus-zero", "empty", "minus-inf"])
+def test_a_fractional_power_refuses_only_zero_to_a_negative_power_and_negative_bases(base, exponent):
+    # the domain check first looks only at the smallest base; these are the
+    # bases where that shortcut could go wrong (NaN, signed zero, no element)
+    data = np.array(base, dtype=np.float64)
+    with np.errstate(all="ignore"):
+        expected = torch.tensor(data) ** exponent
+    zero_to_negative = exponent < 0 and bool((data == 0).any())
+    negative_base = bool((data < 0).any())
+    x = Tensor(data, requires_grad=True)
+    if zero_to_negative or negative_base:
+        with pytest.raises(ValueError, match=r"^\*\*: "):
+            x**exponent
+        assert_engine_still_works(x)
+    else:
+        np.testing.assert_array_equal((x**exponent).data, expected.numpy())
 
 
 def test_negative_base_with_an_exponent_that_requires_grad_raises():

@@ -239,16 +239,22 @@ def _expand_reduced(gradient: Any, input_shape: tuple, axes: tuple, keepdims: bo
 
 def _check_power_domain(backend: Backend, data: Any, exponent: float) -> None:
     """Refuse a ** n where it is not a real number: 0 ** (n < 0) divides by
-    zero, and a negative base needs an integer n. One pass over the data
-    (an inverse square root, n = -1/2, must check both)."""
+    zero, and a negative base needs an integer n (an inverse square root,
+    n = -1/2, must check both).
+
+    For a fractional n the usual case, every base positive, is settled by one
+    reduction, the smallest base. A NaN base makes that minimum NaN, which
+    fails ``> 0`` and so goes on to the exact test (NaN is neither zero nor
+    negative, so it passes, and NaN ** n is NaN, as in PyTorch).
+    """
     negative_exponent = exponent < 0
     fractional_exponent = not float(exponent).is_integer()
-    if negative_exponent and fractional_exponent:
-        suspect = data <= 0
+    if fractional_exponent:
+        if data.size == 0 or data.min() > 0:
+            return
+        suspect = data <= 0 if negative_exponent else data < 0
     elif negative_exponent:
         suspect = data == 0
-    elif fractional_exponent:
-        suspect = data < 0
     else:
         return
     if not suspect.any():
