@@ -125,7 +125,8 @@ class Backend:
         if type(array) is numpy.ndarray and type(shape) is tuple and array.flags.c_contiguous:
             strides = _repeating_strides(array.shape, array.strides, shape)
             if strides is not None:
-                view = numpy.ndarray(shape, array.dtype, buffer=array, strides=strides)
+                # (buffer, offset and strides passed by position: NumPy parses keywords slowly)
+                view = numpy.ndarray(shape, array.dtype, array, 0, strides)
                 view.flags.writeable = False  # writing one element would change a whole row
                 return view
         return self.xp.broadcast_to(array, shape)

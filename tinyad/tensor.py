@@ -140,19 +140,17 @@ def _unbroadcast(gradient: Any, shape: tuple) -> Any:
             return gradient
     stretched = _stretched_axes(full_shape, shape)
     if stretched:
-        gradient = gradient.sum(axis=tuple(stretched), keepdims=True)
+        gradient = gradient.sum(axis=stretched, keepdims=True)
     return gradient
 
 
-def _stretched_axes(full_shape: tuple, shape: tuple) -> list:
+@functools.lru_cache(maxsize=256)
+def _stretched_axes(full_shape: tuple, shape: tuple) -> tuple:
     """The axes of ``shape`` that broadcasting stretched from size 1 to meet
-    ``full_shape`` (shapes line up from the right, as in broadcasting)."""
+    ``full_shape`` (shapes line up from the right, as in broadcasting).
+    Remembered: a training loop meets the same few pairs of shapes."""
     added = len(full_shape) - len(shape)
-    stretched = []
-    for axis, size in enumerate(shape):
-        if size == 1 and full_shape[added + axis] != 1:
-            stretched.append(axis)
-    return stretched
+    return tuple(axis for axis, size in enumerate(shape) if size == 1 and full_shape[added + axis] != 1)
 
 
 def _unbroadcast_product(upstream: Any, factor: Any, shape: tuple, backend: Backend) -> Any:
@@ -167,7 +165,9 @@ def _unbroadcast_product(upstream: Any, factor: Any, shape: tuple, backend: Back
     so may the last bit, no less accurately. It needs ``factor`` to have
     upstream's shape; any other case takes the plain route.
     """
-    if upstream.shape != shape and factor.shape == upstream.shape:
+    if upstream.shape == shape:
+        return upstream * factor  # nothing to sum
+    if factor.shape == upstream.shape:
         subscripts = _product_sum_subscripts(upstream.shape, shape)
         if subscripts is not None:
             total = backend.xp.einsum(subscripts, upstream, factor)
@@ -449,8 +449,8 @@ class Tensor(Node):
             total, new_array = upstream, upstream_is_sum
         else:
             total, new_array = self.grad + upstream, True
-        if new_array and type(total) is self.backend.array_type and total.dtype == self.data.dtype:
-            return total
+        if type(total) is self.backend.array_type and total.dtype == self.data.dtype:
+            return total if new_array else total.copy()
         return self.backend.xp.array(total, dtype=self.data.dtype, copy=True)
 
     # ---- addition, subtraction, negation ------------------------------------
@@ -761,7 +761,7 @@ class Tensor(Node):
     # ---- reductions ----------------------------------------------------------------
 
     def sum(self, axis: Axis = None, keepdims: bool = False) -> "Tensor":
-        axes = _normalize_axes(axis, self.ndim, "sum")
+        axes = _normalize_axes(axis, self.data.ndim, "sum")
         data = self.data.sum(axis=axes, keepdims=keepdims)
         return _result(data, self, None, "sum", Tensor._sum_backward, self.backend, saved=(axes, keepdims))
 
@@ -774,7 +774,7 @@ class Tensor(Node):
         return (node.backend.broadcast_to(gradient, a.data.shape),)
 
     def mean(self, axis: Axis = None, keepdims: bool = False) -> "Tensor":
-        axes = _normalize_axes(axis, self.ndim, "mean")
+        axes = _normalize_axes(axis, self.data.ndim, "mean")
         count = _count(self.data.shape, axes)
         if count == 0:
             raise ValueError(f"mean: cannot average over zero elements (shape {self.shape}, axis {axis})")
