@@ -99,6 +99,40 @@ def test_topological_order_lists_a_reused_node_once_and_root_last():
     assert_parents_come_first(order)
 
 
+def _reachable(root):
+    """Every node under ``root``, found the slow, obvious way (for comparison)."""
+    found, todo = {}, [root]
+    while todo:
+        node = todo.pop()
+        if id(node) not in found:
+            found[id(node)] = node
+            todo.extend(node.parents)
+    return found
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(expressions())
+def test_random_expression_topological_order_is_every_reachable_node_once_parents_first(expr: Expression):
+    # leaves go into the order as soon as they are met, inner nodes once their parents are in
+    leaves = [Value(x) for x in expr.inputs]
+    out = expr(*leaves)
+    order = tinyad.graph.topological_order(out)
+    assert order[-1] is out
+    assert_parents_come_first(order)
+    assert sorted(map(id, order)) == sorted(_reachable(out))
+
+
+def test_topological_order_of_tensor_ops_with_many_leaf_inputs_puts_parents_first():
+    # stack's third and later inputs sit in more_parents; leaves and inner nodes mixed
+    leaves = [tinyad.Tensor([float(i)], requires_grad=True) for i in range(5)]
+    inner = leaves[0] * leaves[1]
+    out = tinyad.stack([leaves[2], inner, leaves[3], inner + leaves[4], leaves[2]]).sum()
+    order = tinyad.graph.topological_order(out)
+    assert order[-1] is out
+    assert_parents_come_first(order)
+    assert sorted(map(id, order)) == sorted(_reachable(out))
+
+
 def test_topological_order_of_a_leaf_is_the_leaf():
     x = Value(1.0)
     assert tinyad.graph.topological_order(x) == [x]

@@ -204,8 +204,11 @@ def _reach(root: Node, mark: object) -> list[Node]:
     first parent not yet reached; once it has none left, all of its parents
     are already in ``order``, so it is appended and popped. A parent reached
     earlier cannot still be waiting on the stack below: that would make it
-    both an ancestor and a descendant, a cycle. The stack is an ordinary
-    list, so depth costs memory, never Python's recursion limit.
+    both an ancestor and a descendant, a cycle. A leaf parent is appended
+    to ``order`` at once instead of being pushed, since it has no parents to
+    wait for (in a BatchNorm graph that spares a third of the loop's turns).
+    The stack is an ordinary list, so depth costs memory, never Python's
+    recursion limit.
 
     "Reached" is written into the node itself: its per-pass buffer
     (``_upstream``) is set to ``mark``, which costs one attribute write where
@@ -221,17 +224,22 @@ def _reach(root: Node, mark: object) -> list[Node]:
     push, pop, emit = stack.append, stack.pop, order.append
     while stack:
         node = stack[-1]
-        # "push the first of node.parents not yet reached", written out slot by slot
+        # "push the first of node.parents not yet reached", written out slot by
+        # slot; a leaf has no parents to wait for, so it goes straight into order
         parent = node.first_parent
         if parent is not None and parent._upstream is not mark:
             parent._upstream = mark
-            push(parent)
-            continue
+            if parent.first_parent is not None:
+                push(parent)
+                continue
+            emit(parent)
         parent = node.second_parent
         if parent is not None and parent._upstream is not mark:
             parent._upstream = mark
-            push(parent)
-            continue
+            if parent.first_parent is not None:
+                push(parent)
+                continue
+            emit(parent)
         if node.more_parents:  # an op with three or more inputs (rare)
             # resume where this node's last visit stopped, so that a stack of
             # k tensors costs k steps here, not k * k / 2
