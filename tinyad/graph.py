@@ -204,9 +204,10 @@ def _reach(root: Node, mark: object) -> list[Node]:
     first parent not yet reached; once it has none left, all of its parents
     are already in ``order``, so it is appended and popped. A parent reached
     earlier cannot still be waiting on the stack below: that would make it
-    both an ancestor and a descendant, a cycle. A leaf parent is appended
-    to ``order`` at once instead of being pushed, since it has no parents to
-    wait for (in a BatchNorm graph that spares a third of the loop's turns).
+    both an ancestor and a descendant, a cycle. A leaf in either of the
+    two parent slots is appended to ``order`` at once instead of being
+    pushed, since it has no parents to wait for (in a BatchNorm graph that
+    spares a third of the loop's turns).
     The stack is an ordinary list, so depth costs memory, never Python's
     recursion limit.
 

@@ -154,7 +154,8 @@ def _stretched_axes(full_shape: tuple, shape: tuple) -> tuple:
 
 
 def _unbroadcast_product(upstream: Any, factor: Any, shape: tuple, backend: Backend) -> Any:
-    """``_unbroadcast(upstream * factor, shape)``, without building the product.
+    """``_unbroadcast(upstream * factor, shape)``, without building the product
+    when it would only be summed.
 
     This is the gradient of a broadcast factor: in y = a * gamma with a of
     shape (N, C) and gamma of shape (C,), dL/dgamma_c = sum_n dL/dy_nc * a_nc.
@@ -245,12 +246,14 @@ def _check_power_domain(backend: Backend, data: Any, exponent: float) -> None:
     For a fractional n the usual case, every base positive, is settled by one
     reduction, the smallest base. A NaN base makes that minimum NaN, which
     fails ``> 0`` and so goes on to the exact test (NaN is neither zero nor
-    negative, so it passes, and NaN ** n is NaN, as in PyTorch).
+    negative, so it passes, and NaN ** n is NaN, as in PyTorch). Only a
+    numeric dtype's minimum carries NaN through; an array of Python objects
+    takes the exact test.
     """
     negative_exponent = exponent < 0
     fractional_exponent = not float(exponent).is_integer()
     if fractional_exponent:
-        if data.size == 0 or data.min() > 0:
+        if data.size == 0 or (data.dtype.kind in "biufc" and data.min() > 0):
             return
         suspect = data <= 0 if negative_exponent else data < 0
     elif negative_exponent:
@@ -577,11 +580,11 @@ class Tensor(Node):
             return _tensor_pow(self, _operand(self, exponent, "**"))
         if not isinstance(exponent, (int, float)) or isinstance(exponent, bool):
             return NotImplemented
-        data = self.data
+        data, backend = self.data, self.backend
         # value checks are off on the GPU (see backend.py): 0 ** -1 is inf there, as in PyTorch
-        if self.backend.checks_values:
-            _check_power_domain(self.backend, data, exponent)
-        return _result(data**exponent, self, None, f"**{exponent:g}", Tensor._pow_backward, self.backend, saved=exponent)
+        if backend.checks_values:
+            _check_power_domain(backend, data, exponent)
+        return _result(data**exponent, self, None, f"**{exponent:g}", Tensor._pow_backward, backend, exponent)
 
     @staticmethod
     def _pow_backward(node: "Tensor", upstream: Any) -> tuple:
@@ -779,7 +782,7 @@ class Tensor(Node):
         if count == 0:
             raise ValueError(f"mean: cannot average over zero elements (shape {self.shape}, axis {axis})")
         data = self.backend.mean(self.data, axes, keepdims, count)
-        return _result(data, self, None, "mean", Tensor._mean_backward, self.backend, saved=(axes, keepdims, count))
+        return _result(data, self, None, "mean", Tensor._mean_backward, self.backend, (axes, keepdims, count))
 
     @staticmethod
     def _mean_backward(node: "Tensor", upstream: Any) -> tuple:

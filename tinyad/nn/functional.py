@@ -193,6 +193,7 @@ def batch_norm(
 
 def _composed_batch_norm(input, running_mean, running_var, weight, bias, use_batch_stats, eps, axes, detach_stats):
     x = input
+    ndim = x.data.ndim
     if use_batch_stats:
         batch_mean = _labelled(x.mean(axis=axes, keepdims=True), "batch_mean")
         centered = _labelled(x - (batch_mean.detach() if detach_stats else batch_mean), "centered")
@@ -202,17 +203,17 @@ def _composed_batch_norm(input, running_mean, running_var, weight, bias, use_bat
         mean_data, var_data = batch_mean.data, batch_var.data
     else:
         # evaluation: the population estimates are constants, not functions of the batch
-        mean_const = _labelled(_channel_view(running_mean.detach(), x.ndim, "running_mean"), "running_mean")
-        batch_var = _labelled(_channel_view(running_var.detach(), x.ndim, "running_var"), "running_var")
+        mean_const = _labelled(_channel_view(running_mean.detach(), ndim, "running_mean"), "running_mean")
+        batch_var = _labelled(_channel_view(running_var.detach(), ndim, "running_var"), "running_var")
         centered = _labelled(x - mean_const, "centered")
         mean_data, var_data = mean_const.data, batch_var.data
     var_eps = _labelled(batch_var + eps, "var_eps")
     inv_std = _labelled(var_eps ** -0.5, "inv_std")
     out = _labelled(centered * inv_std, "x_hat")
     if weight is not None:
-        out = _labelled(out * _channel_view(weight, x.ndim, "gamma"), "gamma * x_hat")
+        out = _labelled(out * _channel_view(weight, ndim, "gamma"), "gamma * x_hat")
     if bias is not None:
-        out = out + _channel_view(bias, x.ndim, "beta")
+        out = out + _channel_view(bias, ndim, "beta")
     if weight is None and bias is None:
         return out, mean_data, var_data  # without gamma and beta, y is x_hat itself
     return _labelled(out, "y"), mean_data, var_data
