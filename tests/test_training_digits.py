@@ -2,8 +2,6 @@
 8x8 digits (1797 images, no download), trained with tinyad end to end."""
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
@@ -68,9 +66,7 @@ def train(digits, make_optimizer, seed: int = 0):
     ],
 )
 def test_mlp_with_batchnorm_learns_digits(digits, name, make_optimizer):
-    started = time.perf_counter()
     model, losses = train(digits, make_optimizer)
-    elapsed = time.perf_counter() - started
     _, x_test, _, y_test = digits
     test_accuracy = accuracy(model, x_test, y_test)  # model.eval(): BatchNorm uses running statistics
     assert not model.training and not model[1].training
@@ -78,7 +74,6 @@ def test_mlp_with_batchnorm_learns_digits(digits, name, make_optimizer):
     # 10 classes, chance is 0.1; 0.9 leaves room for platform differences in the last bits
     assert test_accuracy >= 0.9, f"{name}: test accuracy {test_accuracy:.4f} after {EPOCHS} epochs"
     assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:5]), f"{name}: loss did not fall: {losses[:5]} -> {losses[-5:]}"
-    assert elapsed < 20, f"{name}: training took {elapsed:.1f} s"
 
 
 def test_eval_mode_accuracy_uses_running_statistics_not_the_test_batch(digits):
