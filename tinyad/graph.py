@@ -24,9 +24,9 @@ Two design choices, both about graphs being deep:
   nodes. A loop over 1,000,000 nodes only costs memory for the stack list.
 * A node stores data and a reference to a module-level function (at most with
   a number filled in), never a closure that captures the node itself. A
-  closure stored on the node it captures makes a reference cycle per node; such graphs can only be freed by
-  Python's cyclic garbage collector, which then dominates the run time of a
-  training step. Without cycles, reference counting frees a graph the moment
+  closure stored on the node it captures makes a reference cycle per node;
+  such graphs can only be freed by Python's cyclic garbage collector, which
+  then dominates the run time of a training step. Without cycles, reference counting frees a graph the moment
   the last name for its output goes away.
 """
 from __future__ import annotations

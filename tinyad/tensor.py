@@ -584,7 +584,7 @@ class Tensor(Node):
         # value checks are off on the GPU (see backend.py): 0 ** -1 is inf there, as in PyTorch
         if backend.checks_values:
             _check_power_domain(backend, data, exponent)
-        return _result(data**exponent, self, None, f"**{exponent:g}", Tensor._pow_backward, backend, exponent)
+        return _result(data**exponent, self, None, f"**{exponent:g}", Tensor._pow_backward, backend, saved=exponent)
 
     @staticmethod
     def _pow_backward(node: "Tensor", upstream: Any) -> tuple:
@@ -782,7 +782,7 @@ class Tensor(Node):
         if count == 0:
             raise ValueError(f"mean: cannot average over zero elements (shape {self.shape}, axis {axis})")
         data = self.backend.mean(self.data, axes, keepdims, count)
-        return _result(data, self, None, "mean", Tensor._mean_backward, self.backend, (axes, keepdims, count))
+        return _result(data, self, None, "mean", Tensor._mean_backward, self.backend, saved=(axes, keepdims, count))
 
     @staticmethod
     def _mean_backward(node: "Tensor", upstream: Any) -> tuple:
