@@ -602,7 +602,7 @@ def test_four_dimensional_eval_graph_views_the_running_statistics_per_channel():
 def test_two_dimensional_graph_uses_gamma_and_beta_without_a_reshape_node():
     x, gamma, beta = tinyad_leaf(np.eye(3)), tinyad_leaf(np.ones(3)), tinyad_leaf(np.zeros(3))
     y = F.batch_norm(x, None, None, gamma, beta, training=True)
-    assert y.second_parent is beta and y.first_parent.second_parent is gamma
+    assert y.parents[1] is beta and y.parents[0].parents[1] is gamma
     assert all(node.op != "reshape" for node in tinyad.graph.topological_order(y))
 
 

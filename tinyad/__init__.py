@@ -6,7 +6,9 @@ from . import check, nn, optim, viz
 from .graph import edges, enable_grad, find, is_grad_enabled, message, no_grad, zero_grad
 from .nn.init import manual_seed
 from .scalar import Value
-from .tensor import Tensor, concatenate, maximum, minimum, stack, tensor, where
+from .ops.elementwise import maximum, minimum, where
+from .ops.shape import concatenate, stack
+from .tensor import Tensor, tensor
 
 __all__ = [
     "Value",

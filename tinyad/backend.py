@@ -25,7 +25,6 @@ waiting for the GPU at every op. On the GPU, as in PyTorch on CUDA,
 """
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import numpy
@@ -46,30 +45,12 @@ class CudaUnavailableError(ImportError, ValueError):
     """
 
 
-@functools.lru_cache(maxsize=1024)
-def _repeating_strides(sizes: tuple, strides: tuple, shape: tuple) -> tuple | None:
-    """Strides that repeat an array of ``sizes`` and ``strides`` along its
-    size-1 axes to ``shape`` (stride 0: every index reads the same element),
-    or None unless every other axis already has its size in ``shape``.
-    Remembered, because a training loop repeats the same few shapes."""
-    if len(sizes) != len(shape):
-        return None
-    repeating = list(strides)
-    for axis, size in enumerate(sizes):
-        if size == 1 and shape[axis] >= 0:
-            repeating[axis] = 0  # NumPy's stride for any repeated axis of size 1
-        elif size != shape[axis]:
-            return None
-    return tuple(repeating)
-
-
 class Backend:
     """An array library plus the device name it computes on.
 
     The methods below are written with ``self.xp`` only, so any namespace
-    that copies NumPy's API can use them (``broadcast_to`` also has a
-    shortcut for NumPy's own arrays); ``CupyBackend`` replaces the ones that
-    have a faster GPU spelling.
+    that copies NumPy's API can use them; ``CupyBackend`` replaces the ones
+    that have a faster GPU spelling.
     """
 
     # Whether ops check values (division by zero, log of a negative number)
@@ -96,41 +77,6 @@ class Backend:
         """A host (NumPy) copy of ``array``; the only way data leaves the device."""
         return numpy.asarray(array)
 
-    def mean(self, array: Any, axes: tuple, keepdims: bool, count: int) -> Any:
-        """The mean over ``axes`` of the ``count`` values there, as sum / count.
-
-        That is NumPy's own arithmetic for ``mean``, without the Python wrapper
-        around it, which costs more than the sum itself on a small array.
-        Integers and float16 keep ``mean``: its wider accumulator cannot
-        overflow, where a float16 sum passes 65504 and becomes inf.
-        """
-        if array.dtype.kind in "fc" and array.dtype.itemsize >= 4:
-            return array.sum(axis=axes, keepdims=keepdims) / count
-        return array.mean(axis=axes, keepdims=keepdims)
-
-    def broadcast_to(self, array: Any, shape: tuple) -> Any:
-        """``array`` repeated along its size-1 axes to ``shape``: a read-only view.
-
-        A repeated axis gets stride 0, so every index along it reads the same
-        element and nothing is copied; this is what ``numpy.broadcast_to``
-        returns. It builds that view through NumPy's general broadcasting
-        iterator, whose set-up costs about as much as the arithmetic on a
-        (64, 128) array, and the mean and sum backwards call it at every
-        pass. For a contiguous array whose shape already lines up with
-        ``shape`` (the reduced axes kept as size 1, as those backwards give
-        it), the view can be written down directly; anything else goes to
-        ``broadcast_to``, which also raises the error for shapes that do not
-        broadcast.
-        """
-        if type(array) is numpy.ndarray and type(shape) is tuple and array.flags.c_contiguous:
-            strides = _repeating_strides(array.shape, array.strides, shape)
-            if strides is not None:
-                # (buffer, offset and strides passed by position: NumPy parses keywords slowly)
-                view = numpy.ndarray(shape, array.dtype, array, 0, strides)
-                view.flags.writeable = False  # writing one element would change a whole row
-                return view
-        return self.xp.broadcast_to(array, shape)
-
     def scatter_add(self, target: Any, index: Any, values: Any) -> None:
         """target[index] += values, adding (not overwriting) at repeated indices."""
         self.xp.add.at(target, index, values)
@@ -145,10 +91,9 @@ class Backend:
         (shape (1, C, 1, ...)), the variance is the biased one, and ``saved``
         is whatever ``fused_batch_norm_backward`` needs later.
         """
-        count = x.size // x.shape[1]  # values per channel
-        batch_mean = self.mean(x, axes, True, count)
+        batch_mean = x.mean(axis=axes, keepdims=True)
         x_hat = x - batch_mean  # the centered input; divided by the std in place below
-        batch_var = self.mean(x_hat * x_hat, axes, True, count)
+        batch_var = (x_hat * x_hat).mean(axis=axes, keepdims=True)
         inv_std = (batch_var + eps) ** -0.5
         x_hat *= inv_std
         shape = batch_mean.shape
@@ -215,9 +160,6 @@ class CupyBackend(Backend):
 
     def to_numpy(self, array: Any) -> numpy.ndarray:
         return self.xp.asnumpy(array)
-
-    def broadcast_to(self, array: Any, shape: tuple) -> Any:
-        return self.xp.broadcast_to(array, shape)  # already cheap in CuPy
 
     def _batch_norm_kernels(self) -> dict:
         """The CUDA kernels of fused BatchNorm; CuPy compiles each on first call and caches it.

@@ -2,38 +2,44 @@
 
 A ``Value`` (a scalar) and a ``Tensor`` (an array) are both ``Node``s. A node
 remembers the nodes it was computed from (``parents``), the name of the
-operation that made it (``op``), and a plain module-level function
-(``backward_fn``; for ``x ** n`` the same with its constant n filled in by
-``functools.partial``) that turns the gradient arriving at the node into one
-gradient message per parent: the vector-Jacobian product of that op.
+operation that made it (``op``), and a plain function (``backward_fn``) that
+turns the gradient arriving at the node into one gradient message per parent:
+the vector-Jacobian product of that op.
 
 Reverse-mode differentiation is the chain rule applied from the output back:
 
     dL/d(parent) = sum over consumers c of  dL/dc * dc/d(parent)
 
 Each term of that sum is a *gradient message* that travels along one edge of
-the graph. ``backward`` computes every message once, adds it into the parent's
-running total, and records it on the edge, so after backward a learner can ask
-"how much of x.grad came from this consumer?" (``message``, ``edges``).
+the graph. ``backward`` computes every message once, adds the messages that
+reach a node, and records each message on its edge, so after backward a
+learner can ask "how much of x.grad came from this consumer?" (``message``,
+``edges``).
 
-Two design choices, both about graphs being deep:
+Three design choices, all about graphs being deep or shared:
 
 * The topological order is computed with an explicit stack, never recursion.
   Python's default recursion limit is 1000, and a recursive depth-first search
   (micrograd's ``build_topo``) raises RecursionError on a chain of about 500
   nodes. A loop over 1,000,000 nodes only costs memory for the stack list.
-* A node stores data and a reference to a module-level function (at most with
-  a number filled in), never a closure that captures the node itself. A
-  closure stored on the node it captures makes a reference cycle per node;
-  such graphs can only be freed by Python's cyclic garbage collector, which
-  then dominates the run time of a training step. Without cycles, reference counting frees a graph the moment
-  the last name for its output goes away.
+* A node stores data and a reference to a plain function, never a closure
+  that captures the node itself. A closure stored on the node it captures
+  makes a reference cycle per node; such graphs can only be freed by Python's
+  cyclic garbage collector, which then dominates a training step. Without
+  cycles, reference counting frees a graph the moment the last name for its
+  output goes away.
+* A backward pass keeps its partial sums in local dictionaries and writes
+  ``.grad`` and the messages only once the whole pass has succeeded. Nothing
+  is stored in a node while a graph is searched or a pass runs, so a failed
+  pass (an error, Ctrl-C) changes no gradient, and reading a graph
+  (``edges``, ``find``, drawing) is safe at any time, from any thread.
 """
 from __future__ import annotations
 
 import gc
+import threading
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 __all__ = [
     "Node",
@@ -48,307 +54,177 @@ __all__ = [
     "find",
 ]
 
-# Whether operations record their inputs. ``no_grad`` flips it; the ops read
-# it through ``is_grad_enabled`` (the module attribute is read directly in hot
-# paths, which is the same thing without a function call).
-_grad_enabled = True
-
-
-def is_grad_enabled() -> bool:
-    """True when new operations are being recorded on the graph."""
-    return _grad_enabled
-
-
-@contextmanager
-def no_grad() -> Iterator[None]:
-    """Record nothing inside the block: results are leaves with no parents.
-
-    Use it for evaluation and for parameter updates: an optimizer step such as
-    ``w = w - lr * w.grad`` must not itself become part of the next graph.
-    """
-    global _grad_enabled
-    previous = _grad_enabled
-    _grad_enabled = False
-    try:
-        yield
-    finally:
-        _grad_enabled = previous
-
-
-@contextmanager
-def enable_grad() -> Iterator[None]:
-    """Record operations again inside a ``no_grad`` block."""
-    global _grad_enabled
-    previous = _grad_enabled
-    _grad_enabled = True
-    try:
-        yield
-    finally:
-        _grad_enabled = previous
-
 
 class Node:
     """One vertex of the computation graph.
 
-    ``parents``      the nodes this one was computed from, in the op's argument
-                     order (a tuple, empty for a leaf), built from the slots
-    ``first_parent``, ``second_parent``  the first two inputs (None if absent;
-                     each op sets them when it makes its output node)
+    ``data``         the value computed by the forward pass
+    ``grad``         dL/d(this node), accumulated over backward passes
+    ``parents``      the nodes this one was computed from, in the op's
+                     argument order (empty for a leaf)
     ``op``           the operation's name, as drawn in graphs ("*", "exp", ...)
     ``label``        an optional human name ("batch_mean", "x_hat", ...)
     ``backward_fn``  f(node, upstream) -> one gradient message per parent
-    ``grad``         dL/d(this node), accumulated over backward calls
+    ``saved``        whatever else the backward function needs beyond the
+                     data of the node and its parents (an axis, an exponent)
     ``messages``     after backward: the message sent to each parent, in the
                      order of ``parents`` (accumulated like ``grad``)
-    ``_upstream``    the backward machinery's buffer, None between passes; during
-                     a pass first the search's mark ("reached"), then the sum
-                     of the messages that have arrived so far (see ``_reach``)
 
-    and three more that every node has, but only a Tensor stores per node:
-
-    ``more_parents`` a tuple of any further inputs (concatenate, stack, the
-                     fused BatchNorm); a scalar op never has more than two
-                     inputs, so for a Value it is always ()
-    ``saved``        whatever else the backward function needs (an axis, a
-                     shape, a mask); the parents' and the node's own data are
-                     reachable without saving them. A Value's is always None:
-                     the one scalar op that needs more, ``x ** n``, fills its
-                     constant n into its backward function instead
-    ``requires_grad``  whether gradients should flow into this node at all;
-                     always True for a Value, which, as in micrograd, always
-                     takes part in the gradient (a Tensor can opt out)
-
-    Only the last input may be missing: ``second_parent`` is None for a
-    one-input op, and ``more_parents`` is empty unless both others are set.
-
-    Why slots, and why so few? Every slot is one more reference that Python's
-    cyclic garbage collector visits each time it walks a node, and it walks
-    the nodes of a graph being built again and again. A scalar graph has one
-    node per number, so the collector's share of a training step grows with
-    every slot a Value carries. In the step of
-    ``benchmarks/scalar_vs_micrograd.py``, keeping the parents in two slots
-    instead of a tuple (one more object per node) halved the collector's
-    time. For the same reason a Value stores per node only what differs
-    between nodes, and keeps the rest on its class.
+    Nodes compare and hash by identity: the graph code keeps them in sets
+    and dictionaries.
     """
 
-    __slots__ = (
-        "data",
-        "grad",
-        "first_parent",
-        "second_parent",
-        "op",
-        "label",
-        "backward_fn",
-        "messages",
-        "_upstream",
-        "__weakref__",
-    )
+    __slots__ = ("data", "grad", "parents", "op", "label", "backward_fn", "saved", "messages", "__weakref__")
 
-    # Subclasses (Value, Tensor) set every slot in their constructors; the
-    # graph code below only relies on the names.
+    def __init__(self, data: Any, label: str = "") -> None:
+        """A leaf holding ``data``; an op turns it into a result with ``record``."""
+        self.data = data
+        self.grad = None
+        self.parents: tuple = ()
+        self.op = ""
+        self.label = label
+        self.backward_fn: Callable | None = None
+        self.saved: Any = None
+        self.messages: tuple | None = None
 
-    # Whether gradients are arrays, which several edges and a leaf's .grad
-    # could share and change in place (a Tensor's), or floats (a Value's).
-    messages_are_arrays = True
+    def record(self, parents: tuple, op: str, backward_fn: Callable, saved: Any = None) -> None:
+        """Remember that this node is ``op`` applied to ``parents``."""
+        self.parents = parents
+        self.op = op
+        self.backward_fn = backward_fn
+        self.saved = saved
 
-    @property
-    def parents(self) -> tuple:
-        """The inputs of the op that made this node, in order (empty for a leaf)."""
-        first = self.first_parent
-        if first is None:
-            return ()
-        second = self.second_parent
-        if second is None:
-            return (first,)
-        return (first, second, *self.more_parents)
+    def zero_grad(self) -> None:
+        """Forget the accumulated gradient and messages of this node only."""
+        self.grad = None
+        self.messages = None
+
+    def add_to_grad(self, gradient: Any) -> None:
+        """Add one backward pass's dL/d(this node) into ``.grad``."""
+        self.grad = gradient if self.grad is None else self.grad + gradient
 
     def backward(self, grad: Any = None) -> None:  # pragma: no cover - overridden
         raise NotImplementedError
 
-    def zero_grad(self) -> None:
-        """Forget the accumulated gradient and messages of this node only."""
-        raise NotImplementedError  # pragma: no cover - overridden
 
-    def accumulated_leaf_grad(self, upstream: Any, upstream_is_sum: bool) -> Any:
-        """``.grad + upstream`` for a leaf, as an object the leaf owns.
+# ---------------------------------------------------------------------------
+# recording on or off (per thread, as in PyTorch)
+# ---------------------------------------------------------------------------
 
-        Messages may share memory with each other, but a leaf's gradient is
-        what optimizers read and users change, so it must be its own.
-        ``upstream_is_sum`` says that ``upstream`` is a sum this backward pass
-        made (two or more messages arrived), which nothing else holds: it can
-        become the gradient as it is, where a single message must be copied.
-        """
-        raise NotImplementedError  # pragma: no cover - overridden
+_mode = threading.local()
+
+
+def is_grad_enabled() -> bool:
+    """True when new operations are being recorded on the graph (in this thread)."""
+    return getattr(_mode, "enabled", True)
+
+
+@contextmanager
+def _grad_mode(enabled: bool) -> Iterator[None]:
+    previous = is_grad_enabled()
+    _mode.enabled = enabled
+    try:
+        yield
+    finally:
+        _mode.enabled = previous
+
+
+def no_grad() -> Any:
+    """Record nothing inside the block: results are leaves with no parents.
+
+    Use it for evaluation and for parameter updates: an optimizer step such as
+    ``w = w - lr * w.grad`` must not itself become part of the next graph.
+    Like PyTorch's, the switch belongs to the thread that sets it.
+    """
+    return _grad_mode(False)
+
+
+def enable_grad() -> Any:
+    """Record operations again inside a ``no_grad`` block."""
+    return _grad_mode(True)
+
+
+# ---------------------------------------------------------------------------
+# the topological order and the backward pass
+# ---------------------------------------------------------------------------
 
 
 def topological_order(root: Node) -> list[Node]:
     """Every node that ``root`` depends on, each after all of its parents.
 
-    The search writes its marks into the nodes' per-pass buffers and sets
-    them back to None afterwards, so it (and ``edges``, ``find``,
-    ``zero_grad`` and the drawings, which call it) must not run over a graph
-    while a backward pass is running over it: that pass keeps its partial
-    sums in the same buffers.
-    """
-    order = _reach(root, object())
-    for node in order:
-        node._upstream = None  # tidy: a mark of a finished search never matches again
-    return order
-
-
-def _reach(root: Node, mark: object) -> list[Node]:
-    """``topological_order``, leaving ``mark`` in the buffer of every node of it.
-
-    Iterative depth-first search. The node on top of the stack pushes its
-    first parent not yet reached; once it has none left, all of its parents
-    are already in ``order``, so it is appended and popped. A parent reached
-    earlier cannot still be waiting on the stack below: that would make it
-    both an ancestor and a descendant, a cycle. A leaf in either of the
-    two parent slots is appended to ``order`` at once instead of being
-    pushed, since it has no parents to wait for (in a BatchNorm graph that
-    spares a third of the loop's turns).
-    The stack is an ordinary list, so depth costs memory, never Python's
-    recursion limit.
-
-    "Reached" is written into the node itself: its per-pass buffer
-    (``_upstream``) is set to ``mark``, which costs one attribute write where
-    a set of visited nodes costs a hash and an insertion for every node. Each
-    search brings a new ``mark`` (a fresh ``object()``), so whatever an
-    earlier, interrupted search or pass left in a buffer never equals it: a
-    leftover can never hide a node from this search.
+    Iterative depth-first search: the node on top of the stack pushes its
+    first parent not yet visited; once it has none left, all of its parents
+    are already in ``order``, so it is appended and popped. The stack is an
+    ordinary list, so depth costs memory, never Python's recursion limit.
     """
     order: list[Node] = []
-    root._upstream = mark
-    stack = [root]
-    more_to_visit: dict[Node, Iterator[Node]] = {}
-    push, pop, emit = stack.append, stack.pop, order.append
+    visited = {root}
+    stack = [(root, iter(root.parents))]
     while stack:
-        node = stack[-1]
-        # "push the first of node.parents not yet reached", written out slot by
-        # slot; a leaf has no parents to wait for, so it goes straight into order
-        parent = node.first_parent
-        if parent is not None and parent._upstream is not mark:
-            parent._upstream = mark
-            if parent.first_parent is not None:
-                push(parent)
-                continue
-            emit(parent)
-        parent = node.second_parent
-        if parent is not None and parent._upstream is not mark:
-            parent._upstream = mark
-            if parent.first_parent is not None:
-                push(parent)
-                continue
-            emit(parent)
-        if node.more_parents:  # an op with three or more inputs (rare)
-            # resume where this node's last visit stopped, so that a stack of
-            # k tensors costs k steps here, not k * k / 2
-            remaining = more_to_visit.get(node)
-            if remaining is None:
-                remaining = more_to_visit[node] = iter(node.more_parents)
-            pushed = False
-            for parent in remaining:
-                if parent._upstream is not mark:
-                    parent._upstream = mark
-                    push(parent)
-                    pushed = True
-                    break
-            if pushed:
-                continue
-        pop()
-        emit(node)
+        node, parents_to_visit = stack[-1]
+        for parent in parents_to_visit:
+            if parent not in visited:
+                visited.add(parent)
+                stack.append((parent, iter(parent.parents)))
+                break
+        else:  # every parent is in order already
+            stack.pop()
+            order.append(node)
     return order
+
+
+# Two passes may run over one graph from two threads; each computes on its
+# own, and this lock makes their writes into .grad and .messages one at a time.
+_commit_lock = threading.Lock()
 
 
 def run_backward(root: Node, seed: Any) -> None:
     """Backpropagate ``seed`` = dL/d(root) to every node ``root`` depends on.
 
-    Walks the nodes in reverse topological order, so a node is processed only
-    after every consumer has delivered its message: its upstream gradient is
-    then complete. The gradient of this pass is kept in a per-pass buffer
-    (``_upstream``) and only *added* to ``.grad`` once complete, so calling
-    backward twice accumulates exactly twice the gradient (PyTorch's rule),
-    even for intermediate nodes.
+    Walks the nodes in reverse topological order, so a node is reached only
+    after every consumer has sent its message: the sum waiting for it in
+    ``upstream`` is then complete. Each pass's gradients are *added* into
+    ``.grad`` at the end, so calling backward twice accumulates exactly twice
+    the gradient (PyTorch's rule), even for intermediate nodes.
 
     Python's cyclic garbage collector is paused meanwhile: backward allocates
-    a burst of short-lived messages, and since a tinyad
-    graph holds no reference cycles the collector could find nothing to free
-    in them; left on, it would walk every live node of the graph for nothing.
+    a burst of short-lived messages, and since a tinyad graph holds no
+    reference cycles the collector could find nothing to free in them.
     """
     collector_was_on = gc.isenabled()
     gc.disable()
-    order: list[Node] = []
     try:
-        mark = object()  # "reached in this pass, no gradient yet" (see _reach)
-        order = _reach(root, mark)
-        _propagate(order, root, seed, mark)
-    except BaseException:
-        for node in order:  # free the half-summed gradients of the failed pass
-            node._upstream = None
-        raise
+        upstream: dict[Node, Any] = {root: seed}  # dL/d(node), summed over the messages so far
+        sent: dict[Node, tuple] = {}  # the messages each node sends its parents
+        for node in reversed(topological_order(root)):
+            if node not in upstream or not node.parents:
+                continue  # no gradient reached it, or a leaf: nothing to send
+            messages = node.backward_fn(node, upstream[node])
+            # a parent that needs no gradient gets no message (a constant)
+            sent[node] = messages = tuple(
+                message if parent.requires_grad else None for parent, message in zip(node.parents, messages)
+            )
+            for parent, message in zip(node.parents, messages):
+                if message is not None:
+                    upstream[parent] = message if parent not in upstream else upstream[parent] + message
+        with _commit_lock:  # the pass succeeded: now change the nodes
+            for node, gradient in upstream.items():
+                node.add_to_grad(gradient)
+            for node, messages in sent.items():
+                node.messages = messages if node.messages is None else _add_messages(node.messages, messages)
     finally:
         if collector_was_on:
             gc.enable()
 
 
-def _propagate(order: list[Node], root: Node, seed: Any, mark: object) -> None:
-    # The nodes whose buffer holds a sum made in this pass (two or more
-    # messages arrived): such a sum is a new array that no edge records, so a
-    # leaf can keep it without a copy. Floats are never shared, so a scalar
-    # graph skips this bookkeeping (it would cost its step a few percent).
-    summed: set[Node] | None = set() if root.messages_are_arrays else None
-    root._upstream = seed
-    for node in reversed(order):
-        upstream = node._upstream
-        node._upstream = None
-        if upstream is mark:
-            continue  # reached, but no path from root carried a gradient here
-        first = node.first_parent
-        if first is None:
-            node.grad = node.accumulated_leaf_grad(upstream, summed is not None and node in summed)
-            continue
-        node.grad = upstream if node.grad is None else node.grad + upstream
-        sent = node.backward_fn(node, upstream)
-        previous = node.messages
-        if previous is None:
-            node.messages = sent
-        else:
-            node.messages = tuple(
-                new if old is None else (old if new is None else old + new)
-                for old, new in zip(previous, sent)
-            )
-        # Deliver message i to parent i: this is
-        #     for parent, gradient in zip(node.parents, sent): ...
-        # written out for the first two parents (every op of a scalar graph),
-        # which saves building the parents tuple at every node. Every parent
-        # was reached by this pass's search, so its buffer holds the mark or a sum.
-        gradient = sent[0]
-        if gradient is not None and first.requires_grad:
-            waiting = first._upstream
-            first._upstream = gradient if waiting is mark else _accumulate(waiting, gradient, first, summed)
-        second = node.second_parent
-        if second is None:
-            continue
-        gradient = sent[1]
-        if gradient is not None and second.requires_grad:
-            waiting = second._upstream
-            second._upstream = gradient if waiting is mark else _accumulate(waiting, gradient, second, summed)
-        more = node.more_parents
-        if not more:
-            continue
-        for parent, gradient in zip(more, sent[2:]):
-            if gradient is not None and parent.requires_grad:
-                waiting = parent._upstream
-                parent._upstream = gradient if waiting is mark else _accumulate(waiting, gradient, parent, summed)
+def _add_messages(old: tuple, new: tuple) -> tuple:
+    """Per edge, the messages of an earlier pass plus this pass's (None: nothing flowed)."""
+    return tuple(b if a is None else a if b is None else a + b for a, b in zip(old, new))
 
 
-def _accumulate(waiting: Any, gradient: Any, parent: Node, summed: set[Node] | None) -> Any:
-    """A second (third, ...) message reaches ``parent``: their sum, noting in
-    ``summed`` (None for a scalar graph) that its buffer now holds a new sum."""
-    if summed is not None:
-        summed.add(parent)
-    return waiting + gradient
+# ---------------------------------------------------------------------------
+# reading a graph after backward
+# ---------------------------------------------------------------------------
 
 
 def edges(root: Node) -> list[tuple[Node, Node, Any]]:
@@ -410,4 +286,3 @@ def zero_grad(root: Node) -> None:
 def _describe(node: Node) -> str:
     name = node.label or node.op or "leaf"
     return f"{type(node).__name__}({name!r})"
-

@@ -11,8 +11,7 @@ up; nothing here needs to know how the graph is walked.
 from __future__ import annotations
 
 import math
-from functools import partial
-from typing import Union
+from typing import Any, Union
 
 from . import graph
 from .graph import Node
@@ -20,28 +19,12 @@ from .graph import Node
 Number = Union[int, float]
 ValueLike = Union["Value", int, float]
 
-_object_new = object.__new__
 
-
-def _result(data: float, first: "Value", second: "Value | None", op: str, backward_fn) -> "Value":
-    """Make the output node of an operation on ``first`` (and ``second``, for
-    a binary op); under ``no_grad`` a bare leaf."""
-    out = _object_new(Value)
-    out.data = data
-    out.grad = 0.0
-    out.label = ""
-    out.messages = None
-    out._upstream = None
-    if graph._grad_enabled:
-        out.first_parent = first
-        out.second_parent = second
-        out.op = op
-        out.backward_fn = backward_fn
-    else:
-        out.first_parent = None
-        out.second_parent = None
-        out.op = ""
-        out.backward_fn = None
+def _result(data: float, parents: tuple, op: str, backward_fn, saved: Any = None) -> "Value":
+    """The output node of an operation on ``parents``; under ``no_grad`` a bare leaf."""
+    out = Value(data)
+    if graph.is_grad_enabled():
+        out.record(parents, op, backward_fn, saved)
     return out
 
 
@@ -89,22 +72,11 @@ class Value(Node):
     """
 
     __slots__ = ()
-    # the same for every Value, so stored once on the class (see graph.Node)
-    more_parents: tuple = ()  # a scalar op has at most two inputs
-    saved = None  # x ** n fills n into its backward function instead
     requires_grad = True  # every Value takes part in the gradient, as in micrograd
-    messages_are_arrays = False  # a float gradient is never shared or changed in place
 
     def __init__(self, data: Number, label: str = "") -> None:
-        self.data = float(data)
+        super().__init__(float(data), label)
         self.grad = 0.0
-        self.label = label
-        self.first_parent = None
-        self.second_parent = None
-        self.op = ""
-        self.backward_fn = None
-        self.messages = None
-        self._upstream = None
 
     def __repr__(self) -> str:
         name = f", label={self.label!r}" if self.label else ""
@@ -123,17 +95,13 @@ class Value(Node):
         self.grad = 0.0
         self.messages = None
 
-    def accumulated_leaf_grad(self, upstream: float, upstream_is_sum: bool) -> float:
-        return self.grad + upstream  # a float is never shared: nothing to copy
-
     # ---- addition and subtraction -----------------------------------------
 
     def __add__(self, other: ValueLike) -> Value:
-        if type(other) is not Value:
-            other = _as_value(other)
-            if other is None:
-                return NotImplemented
-        return _result(self.data + other.data, self, other, "+", Value._add_backward)
+        other = _as_value(other)
+        if other is None:
+            return NotImplemented
+        return _result(self.data + other.data, (self, other), "+", Value._add_backward)
 
     @staticmethod
     def _add_backward(node: Value, upstream: float) -> tuple:
@@ -147,11 +115,10 @@ class Value(Node):
         return other + self
 
     def __sub__(self, other: ValueLike) -> Value:
-        if type(other) is not Value:
-            other = _as_value(other)
-            if other is None:
-                return NotImplemented
-        return _result(self.data - other.data, self, other, "-", Value._sub_backward)
+        other = _as_value(other)
+        if other is None:
+            return NotImplemented
+        return _result(self.data - other.data, (self, other), "-", Value._sub_backward)
 
     @staticmethod
     def _sub_backward(node: Value, upstream: float) -> tuple:
@@ -165,7 +132,7 @@ class Value(Node):
         return other - self
 
     def __neg__(self) -> Value:
-        return _result(-self.data, self, None, "neg", Value._neg_backward)
+        return _result(-self.data, (self,), "neg", Value._neg_backward)
 
     @staticmethod
     def _neg_backward(node: Value, upstream: float) -> tuple:
@@ -175,16 +142,15 @@ class Value(Node):
     # ---- multiplication and division --------------------------------------
 
     def __mul__(self, other: ValueLike) -> Value:
-        if type(other) is not Value:
-            other = _as_value(other)
-            if other is None:
-                return NotImplemented
-        return _result(self.data * other.data, self, other, "*", Value._mul_backward)
+        other = _as_value(other)
+        if other is None:
+            return NotImplemented
+        return _result(self.data * other.data, (self, other), "*", Value._mul_backward)
 
     @staticmethod
     def _mul_backward(node: Value, upstream: float) -> tuple:
         # d(a * b)/da = b,  d(a * b)/db = a: each factor gets the *other* one
-        a, b = node.first_parent, node.second_parent
+        a, b = node.parents
         return (b.data * upstream, a.data * upstream)
 
     def __rmul__(self, other: Number) -> Value:
@@ -199,12 +165,12 @@ class Value(Node):
             return NotImplemented
         if other.data == 0.0:
             raise ValueError(f"/: division by zero ({self.data!r} / 0.0)")
-        return _result(self.data / other.data, self, other, "/", Value._div_backward)
+        return _result(self.data / other.data, (self, other), "/", Value._div_backward)
 
     @staticmethod
     def _div_backward(node: Value, upstream: float) -> tuple:
         # d(a / b)/da = 1 / b,  d(a / b)/db = -a / b^2
-        a, b = node.first_parent, node.second_parent
+        a, b = node.parents
         return (upstream / b.data, -upstream * a.data / (b.data * b.data))
 
     def __rtruediv__(self, other: Number) -> Value:
@@ -221,16 +187,13 @@ class Value(Node):
         if not isinstance(exponent, (int, float)) or isinstance(exponent, bool):
             return NotImplemented
         _check_pow_domain(self.data, exponent)
-        # a Value has no slot to save n in (see graph.Node), so n is filled
-        # into the backward function: partial(f, n)(node, upstream) = f(n, node, upstream)
-        backward_fn = partial(Value._pow_backward, float(exponent))
-        return _result(self.data**exponent, self, None, f"**{exponent:g}", backward_fn)
+        return _result(self.data**exponent, (self,), f"**{exponent:g}", Value._pow_backward, saved=float(exponent))
 
     @staticmethod
-    def _pow_backward(exponent: float, node: Value, upstream: float) -> tuple:
+    def _pow_backward(node: Value, upstream: float) -> tuple:
         # d(a^n)/da = n * a^(n-1)
-        a = node.first_parent
-        return (_power_slope(a.data, exponent) * upstream,)
+        (a,) = node.parents
+        return (_power_slope(a.data, node.saved) * upstream,)
 
     def __rpow__(self, base: Number) -> Value:
         base = _as_value(base)
@@ -241,7 +204,7 @@ class Value(Node):
     @staticmethod
     def _value_pow_backward(node: Value, upstream: float) -> tuple:
         # d(a^b)/da = b * a^(b-1),  d(a^b)/db = a^b * ln(a)
-        a, b = node.first_parent, node.second_parent
+        a, b = node.parents
         if a.data == 0.0:
             # ln(0) is undefined; the exponent's slope is taken as 0 there (PyTorch's convention)
             return (_power_slope(0.0, b.data) * upstream, 0.0)
@@ -257,7 +220,7 @@ class Value(Node):
             raise ValueError(
                 f"exp: exp({self.data!r}) overflows a float (exp(x) exceeds 1.8e308 for x > 709.78)"
             ) from None
-        return _result(result, self, None, "exp", Value._exp_backward)
+        return _result(result, (self,), "exp", Value._exp_backward)
 
     @staticmethod
     def _exp_backward(node: Value, upstream: float) -> tuple:
@@ -269,12 +232,12 @@ class Value(Node):
             raise ValueError(
                 f"log: expected a positive number, got {self.data!r} (log x is defined for x > 0 only)"
             )
-        return _result(math.log(self.data), self, None, "log", Value._log_backward)
+        return _result(math.log(self.data), (self,), "log", Value._log_backward)
 
     @staticmethod
     def _log_backward(node: Value, upstream: float) -> tuple:
         # d(ln a)/da = 1 / a
-        a = node.first_parent
+        (a,) = node.parents
         return (upstream / a.data,)
 
     def sqrt(self) -> Value:
@@ -282,7 +245,7 @@ class Value(Node):
             raise ValueError(
                 f"sqrt: expected a number >= 0, got {self.data!r} (the square root of a negative number is not real)"
             )
-        return _result(math.sqrt(self.data), self, None, "sqrt", Value._sqrt_backward)
+        return _result(math.sqrt(self.data), (self,), "sqrt", Value._sqrt_backward)
 
     @staticmethod
     def _sqrt_backward(node: Value, upstream: float) -> tuple:
@@ -292,7 +255,7 @@ class Value(Node):
         return (upstream / (2.0 * node.data),)
 
     def tanh(self) -> Value:
-        return _result(math.tanh(self.data), self, None, "tanh", Value._tanh_backward)
+        return _result(math.tanh(self.data), (self,), "tanh", Value._tanh_backward)
 
     @staticmethod
     def _tanh_backward(node: Value, upstream: float) -> tuple:
@@ -307,7 +270,7 @@ class Value(Node):
         else:
             e = math.exp(x)
             result = e / (1.0 + e)
-        return _result(result, self, None, "sigmoid", Value._sigmoid_backward)
+        return _result(result, (self,), "sigmoid", Value._sigmoid_backward)
 
     @staticmethod
     def _sigmoid_backward(node: Value, upstream: float) -> tuple:
@@ -316,21 +279,21 @@ class Value(Node):
         return (s * (1.0 - s) * upstream,)
 
     def relu(self) -> Value:
-        return _result(self.data if self.data > 0.0 else 0.0, self, None, "relu", Value._relu_backward)
+        return _result(self.data if self.data > 0.0 else 0.0, (self,), "relu", Value._relu_backward)
 
     @staticmethod
     def _relu_backward(node: Value, upstream: float) -> tuple:
         # d(max(0, a))/da = 1 if a > 0 else 0 (0 at a = 0, as in PyTorch)
-        a = node.first_parent
+        (a,) = node.parents
         return (upstream if a.data > 0.0 else 0.0,)
 
     def abs(self) -> Value:
-        return _result(abs(self.data), self, None, "abs", Value._abs_backward)
+        return _result(abs(self.data), (self,), "abs", Value._abs_backward)
 
     @staticmethod
     def _abs_backward(node: Value, upstream: float) -> tuple:
         # d|a|/da = sign(a) (0 at a = 0, as in PyTorch)
-        a = node.first_parent
+        (a,) = node.parents
         sign = 1.0 if a.data > 0.0 else (-1.0 if a.data < 0.0 else 0.0)
         return (sign * upstream,)
 
@@ -350,4 +313,4 @@ def _value_pow(base: Value, exponent: Value) -> Value:
             "needs a > 0 (use a plain number as exponent if it is a constant)"
         )
     _check_pow_domain(base.data, exponent.data)
-    return _result(base.data**exponent.data, base, exponent, "**", Value._value_pow_backward)
+    return _result(base.data**exponent.data, (base, exponent), "**", Value._value_pow_backward)

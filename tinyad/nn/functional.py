@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from ..scalar import Value
-from ..tensor import Tensor, _result_of_many
+from ..tensor import Tensor, _result, device_error
 
 __all__ = [
     "batch_norm",
@@ -65,10 +65,7 @@ def cross_entropy(logits: Tensor, target: Any) -> Tensor:
         raise ValueError(f"cross_entropy: expected logits of shape (N, classes), got {logits.shape}")
     xp = logits.backend.xp
     if isinstance(target, Tensor) and target.backend is not logits.backend:
-        raise ValueError(
-            f"cross_entropy: tensors are on different devices, {logits.device} and {target.device}; "
-            "move one with .to(device)"
-        )
+        raise device_error("cross_entropy", logits.device, target.device)
     classes = target.data if isinstance(target, Tensor) else xp.asarray(target)
     if classes.dtype.kind not in "iu":
         raise ValueError(f"cross_entropy: targets must be integer class indices, got dtype {classes.dtype}")
@@ -161,10 +158,7 @@ def batch_norm(
                 f"batch_norm: {name} has shape {tensor.shape}, expected ({channels},) for an input of shape {input.shape}"
             )
         if tensor.backend is not input.backend:
-            raise ValueError(
-                f"batch_norm: tensors are on different devices, {input.device} (input) and {tensor.device} ({name}); "
-                "move one with .to(device)"
-            )
+            raise device_error("batch_norm", f"{input.device} (input)", f"{tensor.device} ({name})")
     axes = (0,) + tuple(range(2, len(shape)))
     count = input.data.size // channels
     if not training and (running_mean is None or running_var is None):
@@ -235,7 +229,7 @@ def _fused_batch_norm(input, weight, bias, eps, axes):
     if bias is not None:
         parents.append(bias)
     saved = (arrays, axes, weight is not None, bias is not None)
-    out = _result_of_many(y, parents, "batch_norm (fused)", _fused_backward, input.backend, saved=saved)
+    out = _result(y, tuple(parents), "batch_norm (fused)", _fused_backward, input.backend, saved=saved)
     out.label = "y"
     return out, batch_mean, batch_var
 
@@ -247,8 +241,8 @@ def _fused_backward(node: Tensor, upstream: Any) -> tuple:
     # (sums over the batch and spatial axes; check.batch_norm_backward_compact
     # derives it step by step, Backend.fused_batch_norm_backward computes it)
     arrays, axes, has_weight, has_bias = node.saved
-    x = node.first_parent.data
-    weight = node.second_parent.data if has_weight else None
+    x = node.parents[0].data
+    weight = node.parents[1].data if has_weight else None
     dx, dweight, dbias = node.backend.fused_batch_norm_backward(upstream, x, weight, arrays, axes)
     if has_weight and has_bias:
         return (dx, dweight, dbias)

@@ -1,0 +1,168 @@
+"""Shape ops: reshape, permute/transpose, indexing, and joining tensors.
+
+None of these computes a new number; they only move numbers around. Each
+backward therefore moves the gradient back to where the input's numbers were:
+reshape it back, undo the permutation, scatter it into the selected places,
+or cut it into the pieces that were joined.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from ..backend import Backend
+from ..tensor import Tensor, _operand, _result, device_error
+
+__all__ = ["reshape", "permute", "transpose", "getitem", "concatenate", "stack"]
+
+
+def _dims_argument(dims: tuple) -> tuple:
+    """``f(2, 3)`` and ``f((2, 3))`` both mean (2, 3), as in PyTorch."""
+    if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
+        return tuple(dims[0])
+    return dims
+
+
+def reshape(a: Tensor, *shape: Any) -> Tensor:
+    """Same data, new shape; accepts a tuple or separate ints (one may be -1)."""
+    shape = _dims_argument(shape)
+    try:
+        data = a.data.reshape(shape)
+    except ValueError:
+        raise ValueError(
+            f"reshape: cannot reshape a tensor of shape {a.shape} ({a.size} elements) into {shape}"
+        ) from None
+    return _result(data, (a,), "reshape", _reshape_backward, a.backend)
+
+
+def _reshape_backward(node: Tensor, upstream: Any) -> tuple:
+    # a reshape moves no number: the gradient is reshaped back
+    (a,) = node.parents
+    return (upstream.reshape(a.shape),)
+
+
+def permute(a: Tensor, *dims: Any) -> Tensor:
+    """Reorder the axes: output axis i is input axis dims[i]."""
+    dims = _dims_argument(dims)
+    bound = max(a.ndim, 1)
+    if any(not -a.ndim <= d < bound for d in dims) or sorted(d % bound for d in dims) != list(range(a.ndim)):
+        raise ValueError(f"permute: {dims} is not a permutation of the {a.ndim} axes of shape {a.shape}")
+    dims = tuple(d % a.ndim for d in dims)
+    data = a.backend.xp.transpose(a.data, dims)
+    return _result(data, (a,), "permute", _permute_backward, a.backend, saved=dims)
+
+
+def _permute_backward(node: Tensor, upstream: Any) -> tuple:
+    # undo the permutation: input axis dims[i] comes back from output axis i
+    dims = node.saved
+    inverse = [0] * len(dims)
+    for position, axis in enumerate(dims):
+        inverse[axis] = position
+    return (node.backend.xp.transpose(upstream, inverse),)
+
+
+def transpose(a: Tensor, dim0: int = -2, dim1: int = -1) -> Tensor:
+    """Swap two axes (PyTorch's ``transpose(dim0, dim1)``)."""
+    if a.ndim < 2:
+        return permute(a, tuple(range(a.ndim)))
+    dims = list(range(a.ndim))
+    for d in (dim0, dim1):
+        if not -a.ndim <= d < a.ndim:
+            raise ValueError(f"transpose: axis {d} is out of range for shape {a.shape}")
+    dims[dim0], dims[dim1] = dims[dim1], dims[dim0]
+    return permute(a, dims)
+
+
+# ---- indexing --------------------------------------------------------------------
+
+
+def getitem(a: Tensor, index: Any) -> Tensor:
+    """``a[index]`` with NumPy's indexing rules (slices, integer arrays, masks)."""
+    index = _plain_index(index, a.backend)
+    try:
+        data = a.data[index]
+    except IndexError as error:
+        raise IndexError(f"[]: {error} (tensor shape {a.shape})") from None
+    return _result(data, (a,), "[]", _getitem_backward, a.backend, saved=index)
+
+
+def _getitem_backward(node: Tensor, upstream: Any) -> tuple:
+    # each selected element receives its gradient; an element selected
+    # twice (repeated integer indices) receives the sum of both
+    (a,) = node.parents
+    gradient = node.backend.xp.zeros_like(a.data)
+    node.backend.scatter_add(gradient, node.saved, upstream)
+    return (gradient,)
+
+
+def _plain_index(index: Any, backend: Backend) -> Any:
+    """Replace Tensors, lists and host arrays inside an index by arrays of ``backend``.
+
+    An index array the user made with NumPy is moved to the tensor's device
+    (on the CPU that is no copy at all).
+    """
+    if isinstance(index, tuple):
+        return tuple(_plain_index(part, backend) for part in index)
+    if isinstance(index, Tensor):
+        if index.backend is not backend:
+            raise device_error("[]", backend.device, index.device, " (the index)")
+        return index.data
+    if isinstance(index, list) and index:
+        return backend.asarray(index)  # integers, or booleans (a mask)
+    if getattr(index, "ndim", 0) > 0 and not isinstance(index, backend.array_type):
+        return backend.asarray(index)
+    return index
+
+
+# ---- joining tensors -----------------------------------------------------------
+
+
+def _as_tensors(tensors: Sequence[Any], op: str) -> tuple:
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError(f"{op}: needs at least one tensor")
+    first = tensors[0] if isinstance(tensors[0], Tensor) else Tensor(tensors[0])
+    rest = [_operand(first, t, op) if isinstance(t, Tensor) else Tensor(t, device=first.device) for t in tensors[1:]]
+    return (first, *rest)
+
+
+def concatenate(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
+    """Join tensors along an existing axis (``torch.cat``)."""
+    tensors = _as_tensors(tensors, "concatenate")
+    backend = tensors[0].backend
+    try:
+        data = backend.xp.concatenate([t.data for t in tensors], axis=axis)
+    except ValueError:
+        raise ValueError(
+            f"concatenate: shapes {[t.shape for t in tensors]} must agree on every axis except axis {axis}"
+        ) from None
+    sizes = [t.shape[axis] for t in tensors]
+    return _result(data, tensors, "concatenate", _concatenate_backward, backend, saved=(axis, sizes))
+
+
+def _concatenate_backward(node: Tensor, upstream: Any) -> tuple:
+    # each input gets back the slice of the gradient where its values were placed
+    axis, sizes = node.saved
+    pieces, start = [], 0
+    for size in sizes:
+        index = [slice(None)] * upstream.ndim
+        index[axis] = slice(start, start + size)
+        pieces.append(upstream[tuple(index)])
+        start += size
+    return tuple(pieces)
+
+
+def stack(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
+    """Join same-shaped tensors along a new axis (``torch.stack``)."""
+    tensors = _as_tensors(tensors, "stack")
+    backend = tensors[0].backend
+    try:
+        data = backend.xp.stack([t.data for t in tensors], axis=axis)
+    except ValueError:
+        raise ValueError(f"stack: all shapes must be equal, got {[t.shape for t in tensors]}") from None
+    return _result(data, tensors, "stack", _stack_backward, backend, saved=axis)
+
+
+def _stack_backward(node: Tensor, upstream: Any) -> tuple:
+    # input i was placed at position i of the new axis: it gets that slice back
+    xp = node.backend.xp
+    return tuple(xp.take(upstream, i, axis=node.saved) for i in range(len(node.parents)))
