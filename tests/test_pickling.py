@@ -337,3 +337,11 @@ def test_a_model_and_its_optimizer_copied_together_still_share_the_parameters(co
         any_optimizer.step()
     for (name, ours), (_, theirs) in zip(model_back.state_dict().items(), model.state_dict().items()):
         np.testing.assert_array_equal(ours, theirs, err_msg=name)
+
+
+def test_a_cuda_tensor_graph_comes_back_on_the_gpu(cuda_device):
+    x = Tensor(np.array([1.0, -2.0]), requires_grad=True, device=cuda_device)
+    x_back, loss_back = pickled([x, (x * x * 3.0).sum()])
+    assert x_back.backend is get_backend(cuda_device) and isinstance(x_back.data, x_back.backend.array_type)
+    loss_back.backward()
+    np.testing.assert_array_equal(x_back.backend.to_numpy(x_back.grad), [6.0, -12.0])
