@@ -419,9 +419,9 @@ def test_fused_module_equals_composed_module_over_steps(cls, shape):
 def test_normalization_uses_the_biased_variance():
     # one channel holding 1 and 3: mean 2, biased variance 1, unbiased variance 2
     x = Tensor(np.array([[1.0], [3.0]]))
-    y = F.batch_norm(x, None, None, training=True, eps=0.0)
+    # eps must be > 0 in training (as in torch); 1e-300 vanishes next to the variance 1
+    y = F.batch_norm(x, None, None, training=True, eps=1e-300)
     np.testing.assert_allclose(y.numpy().ravel(), [-1.0, 1.0], rtol=1e-15)  # unbiased would give -+1/sqrt(2)
-    # torch refuses eps=0 in training; a negligible eps gives the same numbers
     expected = TF.batch_norm(torch.tensor([[1.0], [3.0]], dtype=torch.float64), None, None, training=True, eps=1e-300)
     assert_close(y, expected, 1e-15)
 
@@ -516,6 +516,9 @@ def test_module_training_with_one_value_per_channel_raises_and_engine_keeps_work
         twin(torch.ones(shape, dtype=torch.float64))
     np.testing.assert_array_equal(layer.running_mean.numpy(), np.zeros(3))
     np.testing.assert_array_equal(layer.running_var.numpy(), np.ones(3))
+    # torch counts the refused batch in num_batches_tracked; tinyad counts only accepted ones
+    assert int(layer.num_batches_tracked.numpy()) == 0 and int(twin.num_batches_tracked) == 1
+    twin.num_batches_tracked.zero_()
     # the failure left nothing behind: a proper batch trains and matches torch
     good = (4, *shape[1:2], *[2] * (len(shape) - 2))
     assert_runs_match(run_both(layer, twin, batch(rng, good), rng.normal(size=good)), what="after the error")

@@ -233,6 +233,151 @@ def test_load_state_dict_shape_mismatch_raises_and_names_the_key():
         model.load_state_dict(state)
 
 
+def snapshot(model: nn.Module) -> dict:
+    return {name: array.copy() for name, array in model.state_dict().items()}
+
+
+def assert_unchanged(model: nn.Module, before: dict) -> None:
+    after = model.state_dict()
+    for name, array in before.items():
+        np.testing.assert_array_equal(after[name], array, err_msg=f"{name} changed although loading failed")
+        assert after[name].dtype == array.dtype, name
+
+
+# every bad entry sits in a key loaded after good ones ("0.weight" comes first), so a
+# load that writes as it goes would already have changed the model when it fails
+BAD_STATES = {
+    "shape": ("3.weight", np.zeros((5, 3)), ValueError, r"3\.weight has shape \(5, 3\)"),
+    "text": ("3.weight", np.full((3, 5), "a"), TypeError, r"3\.weight has dtype <U1"),
+    "complex": ("1.running_var", np.ones(5) + 1j, TypeError, r"1\.running_var has dtype complex128"),
+    "objects": ("1.running_mean", np.array([None] * 5), TypeError, r"1\.running_mean has dtype object"),
+    "ragged": ("1.bias", [[1.0], [1.0, 2.0]], TypeError, r"1\.bias is not an array of numbers"),
+    "fractional-count": ("1.num_batches_tracked", np.array(2.5), ValueError, r"1\.num_batches_tracked must hold whole"),
+    "nan-count": ("1.num_batches_tracked", np.array(np.nan), ValueError, r"1\.num_batches_tracked must hold whole"),
+}
+
+
+@pytest.mark.parametrize("key, bad, error, message", BAD_STATES.values(), ids=BAD_STATES.keys())
+def test_load_state_dict_with_one_bad_entry_raises_naming_it_and_changes_nothing(key, bad, error, message):
+    model = trained_a_little(mlp(seed=0), np.random.default_rng(0))
+    before = snapshot(model)
+    state = trained_a_little(mlp(seed=1), np.random.default_rng(1), steps=5).state_dict()
+    state[key] = bad
+    with pytest.raises(error, match=message):
+        model.load_state_dict(state)
+    assert_unchanged(model, before)
+
+
+def test_load_state_dict_with_a_missing_key_changes_nothing():
+    model = mlp(seed=0)
+    before = snapshot(model)
+    state = mlp(seed=1).state_dict()
+    del state["3.weight"]
+    with pytest.raises(KeyError, match="3.weight"):
+        model.load_state_dict(state)
+    assert_unchanged(model, before)
+
+
+def test_load_state_dict_takes_a_whole_float_count_and_narrower_dtypes_like_torch():
+    model, source = mlp(seed=0), trained_a_little(mlp(seed=1), np.random.default_rng(2))
+    state = {name: array.astype(np.float32) if array.dtype == np.float64 else array
+             for name, array in source.state_dict().items()}
+    state["1.num_batches_tracked"] = np.array(3.0)
+    twin = torch_twin(mlp(seed=2))
+    twin.load_state_dict({name: torch.from_numpy(np.asarray(array)) for name, array in state.items()})
+    model.load_state_dict(state)
+    for name, array in model.state_dict().items():
+        assert array.dtype == twin.state_dict()[name].numpy().dtype, name
+        np.testing.assert_array_equal(array, twin.state_dict()[name].numpy(), err_msg=name)
+    assert model[1].num_batches_tracked.numpy().dtype == np.int64 and int(model[1].num_batches_tracked.numpy()) == 3
+
+
+@pytest.mark.parametrize("compressed", [False, True], ids=["savez", "savez_compressed"])
+def test_state_dict_round_trips_through_numpy_savez_and_load(tmp_path, compressed):
+    rng = np.random.default_rng(7)
+    model = trained_a_little(mlp(seed=1), rng)
+    randomize_affine(model, rng)
+    path = tmp_path / "model.npz"
+    (np.savez_compressed if compressed else np.savez)(path, **model.state_dict())
+    fresh = mlp(seed=2)
+    with np.load(path) as saved:
+        fresh.load_state_dict(saved)
+    for name, array in model.state_dict().items():
+        loaded = fresh.state_dict()[name]
+        assert loaded.dtype == array.dtype and loaded.shape == array.shape, name
+        np.testing.assert_array_equal(loaded, array, err_msg=name)
+    model.eval(), fresh.eval()
+    x = rng.normal(size=(6, 4))
+    np.testing.assert_array_equal(fresh(Tensor(x)).numpy(), model(Tensor(x)).numpy())
+
+
+# ---------------------------------------------------------------------------
+# BatchNorm's eps, checked as torch checks it
+# ---------------------------------------------------------------------------
+
+
+def torch_refusal(make) -> type | None:
+    try:
+        make()
+    except Exception as error:  # noqa: BLE001 - the type is what is compared
+        return type(error)
+    return None
+
+
+@pytest.mark.parametrize("fused", [False, True], ids=["composed", "fused"])
+@pytest.mark.parametrize("eps", [0.0, -1e-5])
+def test_batchnorm_in_training_refuses_an_eps_that_is_not_positive_like_torch(eps, fused):
+    x = np.random.default_rng(0).normal(size=(4, 3))
+    assert torch_refusal(lambda: torch.nn.BatchNorm1d(3, eps=eps)(torch.from_numpy(x))) is ValueError
+    layer = nn.BatchNorm1d(3, eps=eps, fused=fused)
+    with pytest.raises(ValueError, match=f"eps must be > 0 when training, got {eps}"):
+        layer(Tensor(x, requires_grad=True))
+
+
+@pytest.mark.parametrize("fused", [False, True], ids=["composed", "fused"])
+def test_functional_batch_norm_with_batch_statistics_refuses_eps_zero_like_torch(fused):
+    x = np.random.default_rng(0).normal(size=(4, 3))
+    assert torch_refusal(lambda: TF.batch_norm(torch.from_numpy(x), None, None, training=True, eps=0.0)) is ValueError
+    with pytest.raises(ValueError, match="eps must be > 0 when training"):
+        F.batch_norm(Tensor(x), None, None, training=True, eps=0.0, fused=fused)
+
+
+def test_batchnorm_without_running_statistics_refuses_eps_zero_in_eval_too_like_torch():
+    # without running statistics eval() normalizes with the batch's own, so the training rule applies
+    x = np.random.default_rng(0).normal(size=(4, 3))
+    theirs = torch.nn.BatchNorm1d(3, eps=0.0, track_running_stats=False).eval()
+    assert torch_refusal(lambda: theirs(torch.from_numpy(x))) is ValueError
+    with pytest.raises(ValueError, match="eps must be > 0 when training"):
+        nn.BatchNorm1d(3, eps=0.0, track_running_stats=False).eval()(Tensor(x))
+
+
+def test_batchnorm_in_eval_takes_eps_zero_and_refuses_a_negative_one_like_torch():
+    x = np.random.default_rng(0).normal(size=(4, 3))
+    ours, theirs = nn.BatchNorm1d(3, eps=0.0).eval(), torch.nn.BatchNorm1d(3, eps=0.0).double().eval()
+    assert_close(ours(Tensor(x)), theirs(torch.from_numpy(x)), 1e-12)
+    assert torch_refusal(lambda: torch.nn.BatchNorm1d(3, eps=-1e-5).eval()(torch.from_numpy(x))) is ValueError
+    with pytest.raises(ValueError, match="eps must be >= 0, got -1e-05"):
+        nn.BatchNorm1d(3, eps=-1e-5).eval()(Tensor(x))
+
+
+@pytest.mark.parametrize("refused", ["eps", "one-sample"])
+def test_a_refused_batch_leaves_the_running_statistics_and_the_count_unchanged(refused):
+    # torch counts the batch in num_batches_tracked before it refuses it; tinyad changes nothing
+    rng = np.random.default_rng(0)
+    layer = nn.BatchNorm1d(3, momentum=None)
+    layer(Tensor(rng.normal(size=(4, 3))))
+    before = snapshot(layer)
+    if refused == "eps":
+        layer.eps = 0.0
+    x = rng.normal(size=(4, 3) if refused == "eps" else (1, 3))
+    with pytest.raises(ValueError):
+        layer(Tensor(x))
+    assert_unchanged(layer, before)
+    layer.eps = 1e-5
+    layer(Tensor(rng.normal(size=(4, 3))))  # the next accepted batch is the second one counted
+    assert int(layer.num_batches_tracked.numpy()) == 2
+
+
 # ---------------------------------------------------------------------------
 # Linear
 # ---------------------------------------------------------------------------

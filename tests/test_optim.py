@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from tinyad import Tensor, nn, optim
+from tinyad import Tensor, Value, nn, optim
 from tinyad.nn import functional as F
 
 from nn_oracle import assert_close, tinyad_leaf, torch_leaf
@@ -165,3 +165,141 @@ def test_sgd_rejects_negative_learning_rate_and_bad_nesterov_settings_like_torch
             optim.SGD(p, **kwargs)
         with pytest.raises(ValueError):
             torch.optim.SGD(tp, **kwargs)
+
+
+# ---------------------------------------------------------------------------
+# parameters over Values: the same rules on floats
+# ---------------------------------------------------------------------------
+
+
+def value_trajectories(make_ours, make_theirs, steps: int = STEPS):
+    """Minimise (a * b - 3)^2 + a^2 / 10 over two scalars, in tinyad Values and torch 0-d tensors."""
+    a, b = Value(0.5), Value(-1.5)
+    ta, tb = torch_leaf(np.array(0.5)), torch_leaf(np.array(-1.5))
+    ours, theirs = make_ours([a, b]), make_theirs([ta, tb])
+    for step in range(steps):
+        ours.zero_grad()
+        ((a * b - 3.0) ** 2 + a * a * 0.1).backward()
+        ours.step()
+        theirs.zero_grad()
+        ((ta * tb - 3.0) ** 2 + ta * ta * 0.1).backward()
+        theirs.step()
+        yield step, (a, b), (ta, tb)
+
+
+VALUE_CONFIGS = {
+    "sgd-momentum": ("SGD", dict(lr=0.02, momentum=0.9)),
+    "sgd-nesterov-decay": ("SGD", dict(lr=0.02, momentum=0.8, nesterov=True, weight_decay=0.1)),
+    "sgd-dampening": ("SGD", dict(lr=0.02, momentum=0.5, dampening=0.3)),
+    "adam": ("Adam", dict(lr=0.1, weight_decay=0.05)),
+}
+
+
+@pytest.mark.parametrize("name, config", VALUE_CONFIGS.values(), ids=VALUE_CONFIGS.keys())
+def test_optimizers_over_values_follow_torch_on_zero_dimensional_tensors(name, config):
+    ours, theirs = getattr(optim, name), getattr(torch.optim, name)
+    for step, (a, b), (ta, tb) in value_trajectories(lambda p: ours(p, **config), lambda p: theirs(p, **config)):
+        assert type(a.data) is float and type(b.data) is float
+        np.testing.assert_allclose([a.data, b.data], [ta.item(), tb.item()], rtol=1e-12, err_msg=f"step {step + 1}")
+    assert a.data != 0.5, "the parameters did not move: the comparison proves nothing"
+
+
+def test_zero_grad_over_values_sets_their_gradients_to_zero():
+    a = Value(2.0)
+    (a * a).backward()
+    opt = optim.SGD([a], lr=0.1, momentum=0.9)
+    opt.zero_grad()
+    assert a.grad == 0.0
+
+
+# ---------------------------------------------------------------------------
+# what the constructors refuse, as torch.optim refuses it
+# ---------------------------------------------------------------------------
+
+
+def refusal(make) -> type | None:
+    """The exception class ``make()`` raises, or None."""
+    try:
+        make()
+    except Exception as error:  # noqa: BLE001 - the type is what is compared
+        return type(error)
+    return None
+
+
+def test_a_single_tensor_instead_of_a_list_is_a_type_error_like_torch():
+    weight = Tensor(np.ones((3, 2)), requires_grad=True)
+    assert refusal(lambda: torch.optim.SGD(torch_leaf(np.ones((3, 2))), lr=0.1)) is TypeError
+    with pytest.raises(TypeError, match=r"single Tensor.*\[param\]"):
+        optim.SGD(weight, lr=0.1)
+    with pytest.raises(TypeError, match="single Tensor"):
+        optim.Adam(weight)
+
+
+def test_a_single_value_instead_of_a_list_is_a_type_error():
+    with pytest.raises(TypeError, match="single Value"):
+        optim.SGD(Value(1.0), lr=0.1)
+
+
+@pytest.mark.parametrize("param", [1.0, np.ones(3), "weight"], ids=["float", "ndarray", "str"])
+def test_parameters_that_are_neither_tensors_nor_values_are_a_type_error_like_torch(param):
+    assert refusal(lambda: torch.optim.SGD([param], lr=0.1)) is TypeError
+    with pytest.raises(TypeError, match=f"parameter 0 is a {type(param).__name__}"):
+        optim.SGD([param], lr=0.1)
+
+
+def test_something_that_is_not_iterable_is_a_type_error():
+    with pytest.raises(TypeError, match="iterable of Tensors or Values, got int"):
+        optim.SGD(3, lr=0.1)
+
+
+def test_a_non_leaf_tensor_is_refused_like_torch():
+    weight = Tensor(np.ones(3), requires_grad=True)
+    assert refusal(lambda: torch.optim.SGD([torch_leaf(np.ones(3)) * 2], lr=0.1)) is ValueError
+    with pytest.raises(ValueError, match=r"parameter 1 is not a leaf.*'\*'"):
+        optim.SGD([weight, weight * 2], lr=0.1)
+
+
+def test_a_non_leaf_value_is_refused():
+    a = Value(1.0)
+    with pytest.raises(ValueError, match="parameter 0 is not a leaf"):
+        optim.Adam([a + 1.0])
+
+
+def test_a_detached_tensor_is_a_leaf_and_accepted():
+    weight = Tensor(np.ones(3), requires_grad=True)
+    optim.SGD([(weight * 2).detach()], lr=0.1)
+
+
+BAD_HYPERPARAMETERS = {
+    "sgd-negative-lr": ("SGD", dict(lr=-0.1), "lr must be >= 0, got -0.1"),
+    "sgd-negative-momentum": ("SGD", dict(lr=0.1, momentum=-0.5), "momentum must be >= 0, got -0.5"),
+    "sgd-negative-weight-decay": ("SGD", dict(lr=0.1, weight_decay=-1e-4), "weight_decay must be >= 0"),
+    "adam-negative-lr": ("Adam", dict(lr=-1e-3), "lr must be >= 0"),
+    "adam-negative-eps": ("Adam", dict(eps=-1e-8), "eps must be >= 0, got -1e-08"),
+    "adam-negative-weight-decay": ("Adam", dict(weight_decay=-0.1), "weight_decay must be >= 0"),
+    "adam-beta1-one": ("Adam", dict(betas=(1.0, 0.999)), r"betas\[0\] must lie in \[0, 1\), got 1.0"),
+    "adam-beta2-one": ("Adam", dict(betas=(0.9, 1.0)), r"betas\[1\] must lie in \[0, 1\), got 1.0"),
+    "adam-beta1-negative": ("Adam", dict(betas=(-0.1, 0.999)), r"betas\[0\]"),
+    "adam-beta2-above-one": ("Adam", dict(betas=(0.9, 1.5)), r"betas\[1\]"),
+}
+
+
+@pytest.mark.parametrize("name, config, message", BAD_HYPERPARAMETERS.values(), ids=BAD_HYPERPARAMETERS.keys())
+def test_hyperparameters_torch_refuses_are_a_value_error(name, config, message):
+    assert refusal(lambda: getattr(torch.optim, name)([torch_leaf(np.ones(2))], **config)) is ValueError
+    with pytest.raises(ValueError, match=message):
+        getattr(optim, name)([Tensor(np.ones(2), requires_grad=True)], **config)
+
+
+EDGE_HYPERPARAMETERS = {
+    "sgd-zero-lr": ("SGD", dict(lr=0.0)),
+    "sgd-zero-momentum-and-decay": ("SGD", dict(lr=0.1, momentum=0.0, weight_decay=0.0)),
+    "adam-zero-eps": ("Adam", dict(eps=0.0)),
+    "adam-zero-betas": ("Adam", dict(betas=(0.0, 0.0))),
+}
+
+
+@pytest.mark.parametrize("name, config", EDGE_HYPERPARAMETERS.values(), ids=EDGE_HYPERPARAMETERS.keys())
+def test_hyperparameters_on_the_edge_of_their_range_are_accepted_like_torch(name, config):
+    assert refusal(lambda: getattr(torch.optim, name)([torch_leaf(np.ones(2))], **config)) is None
+    getattr(optim, name)([Tensor(np.ones(2), requires_grad=True)], **config)

@@ -66,6 +66,12 @@ class Backend:
     def __repr__(self) -> str:
         return f"Backend(device={self.device!r}, xp={self.xp.__name__})"
 
+    def __reduce__(self) -> tuple:
+        """Pickled (and deep-copied) by device name: loading asks ``get_backend`` for
+        this machine's backend of that device. A module such as ``xp`` cannot be
+        pickled, and ops compare backends with ``is``, so a copy must not be made."""
+        return (get_backend, (self.device,))
+
     def asarray(self, data: Any, dtype: Any = None) -> Any:
         return self.xp.asarray(data, dtype=dtype)
 

@@ -1,26 +1,82 @@
 """Optimizers with PyTorch's update rules, written out in full.
 
 An optimizer changes ``param.data`` in place from ``param.grad``; nothing it
-does is recorded on the graph.
+does is recorded on the graph. A parameter is a leaf ``Tensor`` (its data an
+array) or a leaf ``Value`` (its data a float, its gradient a float): the
+update rules are the same arithmetic on either.
+
+The constructors refuse what ``torch.optim`` refuses, with the same error
+types: a single tensor instead of a list of them (TypeError), a parameter that
+is not a leaf (ValueError), and negative hyperparameters or Adam betas outside
+[0, 1) (ValueError).
 """
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from typing import Any, Iterable, Union
 
+from .scalar import Value
 from .tensor import Tensor
 
 __all__ = ["SGD", "Adam"]
 
+Parameter = Union[Tensor, Value]
+
+
+def _is_leaf(param: Parameter) -> bool:
+    """A node that no recorded op made: it has no parents."""
+    return not param.parents
+
+
+def _own_copy(gradient: Any) -> Any:
+    """A copy the optimizer can keep between steps. An array gradient may be
+    changed in place by the next backward pass; a float never changes."""
+    return gradient if isinstance(gradient, float) else gradient.copy()
+
+
+def _sqrt(param: Parameter, x: Any) -> Any:
+    """The square root of ``x``, a float for a Value, an array (on the parameter's device) for a Tensor."""
+    return math.sqrt(x) if isinstance(param, Value) else param.backend.xp.sqrt(x)
+
+
+def _check_non_negative(owner: str, name: str, number: float) -> None:
+    if number < 0:
+        raise ValueError(f"{owner}: {name} must be >= 0, got {number}")
+
 
 class Optimizer:
-    def __init__(self, params: Iterable[Tensor]) -> None:
+    """The list of parameters, checked, and ``zero_grad``."""
+
+    def __init__(self, params: Iterable[Parameter]) -> None:
+        owner = type(self).__name__
+        if isinstance(params, (Tensor, Value)):
+            # iterating a Tensor would give its rows: new non-leaf tensors, never trained
+            raise TypeError(
+                f"{owner}: params must be an iterable of Tensors or Values (for example model.parameters() "
+                f"or [w, b]), got a single {type(params).__name__}; wrap it in a list: {owner}([param], ...)"
+            )
+        try:
+            params = iter(params)
+        except TypeError:
+            raise TypeError(
+                f"{owner}: params must be an iterable of Tensors or Values, got {type(params).__name__}"
+            ) from None
         self.params = list(params)
         if not self.params:
-            raise ValueError(f"{type(self).__name__}: got an empty list of parameters")
+            raise ValueError(f"{owner}: got an empty list of parameters")
+        for index, param in enumerate(self.params):
+            if not isinstance(param, (Tensor, Value)):
+                raise TypeError(
+                    f"{owner}: can only optimize Tensors and Values, but parameter {index} is a {type(param).__name__}"
+                )
+            if not _is_leaf(param):
+                raise ValueError(
+                    f"{owner}: parameter {index} is not a leaf: it was computed by the op {param.op!r}, and an "
+                    "optimizer can only change numbers the graph starts from (create it directly, or use .detach())"
+                )
 
     def zero_grad(self) -> None:
-        """Set every gradient to None (PyTorch's default, set_to_none=True)."""
+        """Forget every gradient: None for a Tensor (PyTorch's default, set_to_none=True), 0.0 for a Value."""
         for param in self.params:
             param.zero_grad()
 
@@ -28,18 +84,19 @@ class Optimizer:
 class SGD(Optimizer):
     """Stochastic gradient descent with PyTorch's momentum:
 
-        g = grad + weight_decay * p
-        buf = g                                    (first step)
-        buf = momentum * buf + (1 - dampening) * g (later steps)
-        g = g + momentum * buf if nesterov else buf
-        p = p - lr * g
+        step = grad + weight_decay * param
+        momentum_buffer = step                                                (first step)
+        momentum_buffer = momentum * momentum_buffer + (1 - dampening) * step (later steps)
+        step = step + momentum * momentum_buffer if nesterov else momentum_buffer
+        param = param - lr * step
     """
 
-    def __init__(self, params: Iterable[Tensor], lr: float, momentum: float = 0.0, dampening: float = 0.0,
+    def __init__(self, params: Iterable[Parameter], lr: float, momentum: float = 0.0, dampening: float = 0.0,
                  weight_decay: float = 0.0, nesterov: bool = False) -> None:
         super().__init__(params)
-        if lr < 0:
-            raise ValueError(f"SGD: learning rate must be >= 0, got {lr}")
+        _check_non_negative("SGD", "the learning rate lr", lr)
+        _check_non_negative("SGD", "momentum", momentum)
+        _check_non_negative("SGD", "weight_decay", weight_decay)
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("SGD: Nesterov momentum requires momentum > 0 and dampening = 0")
         self.lr, self.momentum, self.dampening = lr, momentum, dampening
@@ -54,26 +111,38 @@ class SGD(Optimizer):
             if self.weight_decay:
                 step = step + self.weight_decay * param.data
             if self.momentum:
-                buffer = self.momentum_buffers[index]
-                if buffer is None:
-                    buffer = step.copy()
+                momentum_buffer = self.momentum_buffers[index]
+                if momentum_buffer is None:
+                    momentum_buffer = _own_copy(step)
                 else:
-                    buffer = self.momentum * buffer + (1 - self.dampening) * step
-                self.momentum_buffers[index] = buffer
-                step = step + self.momentum * buffer if self.nesterov else buffer
+                    momentum_buffer = self.momentum * momentum_buffer + (1 - self.dampening) * step
+                self.momentum_buffers[index] = momentum_buffer
+                step = step + self.momentum * momentum_buffer if self.nesterov else momentum_buffer
             param.data -= self.lr * step
 
 
 class Adam(Optimizer):
-    """Adam (Kingma & Ba, 2015) as PyTorch computes it:
+    """Adam (Kingma & Ba, 2015) as PyTorch computes it, t counting this parameter's steps:
 
-        m = beta1 * m + (1 - beta1) * g,   v = beta2 * v + (1 - beta2) * g^2
-        p = p - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+        first_moment  = beta1 * first_moment  + (1 - beta1) * grad       (running mean of grad)
+        second_moment = beta2 * second_moment + (1 - beta2) * grad^2     (running mean of grad^2)
+        param = param - lr / (1 - beta1^t) * first_moment / (sqrt(second_moment) / sqrt(1 - beta2^t) + eps)
+
+    Both moments start at 0; the divisions by 1 - beta^t undo that start's pull towards 0.
     """
 
-    def __init__(self, params: Iterable[Tensor], lr: float = 1e-3, betas: tuple = (0.9, 0.999),
+    def __init__(self, params: Iterable[Parameter], lr: float = 1e-3, betas: tuple = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.0) -> None:
         super().__init__(params)
+        _check_non_negative("Adam", "the learning rate lr", lr)
+        _check_non_negative("Adam", "eps", eps)
+        _check_non_negative("Adam", "weight_decay", weight_decay)
+        for index, beta in enumerate(betas):
+            if not 0.0 <= beta < 1.0:
+                raise ValueError(
+                    f"Adam: betas[{index}] must lie in [0, 1), got {beta}: it is the weight an average keeps "
+                    "from its past, and at 1 it would never learn from a gradient"
+                )
         self.lr, self.betas, self.eps, self.weight_decay = lr, betas, eps, weight_decay
         self.steps = 0
         # per parameter, as in torch: a parameter without a gradient on some
@@ -89,16 +158,19 @@ class Adam(Optimizer):
             if param.grad is None:
                 continue
             self.param_steps[index] += 1
-            correction1 = 1 - beta1 ** self.param_steps[index]
-            correction2 = 1 - beta2 ** self.param_steps[index]
-            xp = param.backend.xp
+            first_correction = 1 - beta1 ** self.param_steps[index]
+            second_correction = 1 - beta2 ** self.param_steps[index]
             grad = param.grad
             if self.weight_decay:
                 grad = grad + self.weight_decay * param.data
-            m = self.first_moments[index]
-            v = self.second_moments[index]
-            m = (1 - beta1) * grad if m is None else beta1 * m + (1 - beta1) * grad
-            v = (1 - beta2) * grad * grad if v is None else beta2 * v + (1 - beta2) * grad * grad
-            self.first_moments[index], self.second_moments[index] = m, v
-            denominator = xp.sqrt(v) / math.sqrt(correction2) + self.eps
-            param.data -= (self.lr / correction1) * m / denominator
+            first_moment = self.first_moments[index]
+            second_moment = self.second_moments[index]
+            if first_moment is None:
+                first_moment = (1 - beta1) * grad
+                second_moment = (1 - beta2) * grad * grad
+            else:
+                first_moment = beta1 * first_moment + (1 - beta1) * grad
+                second_moment = beta2 * second_moment + (1 - beta2) * grad * grad
+            self.first_moments[index], self.second_moments[index] = first_moment, second_moment
+            denominator = _sqrt(param, second_moment) / math.sqrt(second_correction) + self.eps
+            param.data -= (self.lr / first_correction) * first_moment / denominator

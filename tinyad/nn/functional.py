@@ -146,6 +146,15 @@ def batch_norm(
     ``fused=True`` computes the same numbers in one primitive op whose
     backward is the compact hand-derived formula (faster, but one opaque node).
     """
+    # PyTorch's checks and error type: training needs eps > 0, so that a channel whose values are all
+    # equal (batch_var = 0) still has a finite inv_std; the running variance may take eps = 0
+    if training and eps <= 0:
+        raise ValueError(
+            f"batch_norm: eps must be > 0 when training, got {eps}: it keeps inv_std = (batch_var + eps) ** -1/2 "
+            "finite where a channel's values are all equal (the default is 1e-5)"
+        )
+    if eps < 0:
+        raise ValueError(f"batch_norm: eps must be >= 0, got {eps}: it is added to the variance under a square root")
     shape = input.data.shape
     if len(shape) < 2:
         raise ValueError(f"batch_norm: expected an input of shape (N, C) or (N, C, *), got {input.shape}")

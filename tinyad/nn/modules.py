@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Mapping
 
 # NumPy on the host only: initial values (Module.to moves them to the device)
 # and state_dict / load_state_dict, whose arrays are host data by definition.
@@ -137,20 +137,26 @@ class Module:
             state[name] = np.array(tensor.numpy(), copy=True)
         return state
 
-    def load_state_dict(self, state: dict, strict: bool = True) -> None:
-        """Copy arrays from ``state`` into the parameters and buffers of the same names."""
+    def load_state_dict(self, state: Mapping[str, Any], strict: bool = True) -> None:
+        """Copy arrays from ``state`` into the parameters and buffers of the same names.
+
+        ``state`` maps dotted names to arrays (NumPy arrays, or anything
+        ``numpy.asarray`` accepts: a ``numpy.load`` of an ``.npz`` file, torch
+        CPU tensors, tinyad Tensors). Every entry is checked before anything
+        is written: the keys (all of them if ``strict``), each shape, and each
+        dtype (real numbers for a float tensor, whole numbers for an integer
+        buffer such as ``num_batches_tracked``). A state that fails any check
+        raises and leaves the model exactly as it was.
+        """
         targets = dict(list(self.named_parameters()) + list(self.named_buffers()))
         missing = [name for name in targets if name not in state]
         unexpected = [name for name in state if name not in targets]
         if strict and (missing or unexpected):
             raise KeyError(f"load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
-        for name, tensor in targets.items():
-            if name not in state:
-                continue
-            array = np.asarray(state[name])
-            if array.shape != tensor.shape:
-                raise ValueError(f"load_state_dict: {name} has shape {array.shape} in the state, {tensor.shape} in the model")
-            tensor.data = tensor.backend.asarray(array.astype(tensor.dtype, copy=True))
+        checked = {name: _state_array(name, state[name], tensor) for name, tensor in targets.items() if name in state}
+        for name, array in checked.items():  # nothing below can fail on a bad state
+            tensor = targets[name]
+            tensor.data = tensor.backend.asarray(array)
 
     def __repr__(self) -> str:
         children = "".join(f"\n  ({name}): {repr(child)}".replace("\n", "\n  ") for name, child in self._modules.items())
@@ -158,6 +164,39 @@ class Module:
 
     def extra_repr(self) -> str:
         return ""
+
+
+def _state_array(name: str, value: Any, tensor: Tensor) -> np.ndarray:
+    """``value`` as a host array of ``tensor``'s shape and dtype (a copy), or an error naming ``name``.
+
+    Casting follows PyTorch's ``copy_`` where no number is lost (float64 into
+    a float32 parameter, an integer count into a float buffer) and refuses
+    where one would be: complex numbers (torch drops the imaginary part with a
+    warning), text and objects, and a fraction in an integer buffer.
+    """
+    if isinstance(value, Tensor):
+        value = value.numpy()
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"load_state_dict: {name} is not an array of numbers ({type(value).__name__}: {error})") from None
+    if array.shape != tensor.shape:
+        raise ValueError(f"load_state_dict: {name} has shape {array.shape} in the state, {tensor.shape} in the model")
+    wants_integers = tensor.dtype.kind in "iu"
+    if array.dtype.kind not in "biuf":
+        raise TypeError(
+            f"load_state_dict: {name} has dtype {array.dtype} in the state; the model's {tensor.dtype} "
+            f"{'buffer takes whole' if wants_integers else 'tensor takes real'} numbers (a bool, integer or float array)"
+        )
+    if wants_integers and array.dtype.kind == "f":
+        with np.errstate(invalid="ignore"):  # inf and NaN have no remainder: they count as not whole
+            not_whole = array[np.mod(array, 1) != 0]
+        if not_whole.size:
+            raise ValueError(
+                f"load_state_dict: {name} must hold whole numbers, got {not_whole[:3].tolist()}: the model's "
+                f"{tensor.dtype} buffer is a count (num_batches_tracked counts the batches seen)"
+            )
+    return array.astype(tensor.dtype, copy=True)
 
 
 class Linear(Module):
@@ -231,14 +270,13 @@ class _BatchNorm(Module):
             axes = (0,) + tuple(range(2, x.ndim))
             self._collected.append((x.data.mean(axis=axes), x.data.var(axis=axes), x.size // x.shape[1]))
             return F.batch_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
-        # PyTorch's rule: momentum=None keeps a cumulative average, 1/(batches seen so far)
+        counts_batch = self.training and self.track_running_stats
+        # PyTorch's rule: momentum=None keeps a cumulative average, 1/(batches seen so far, this one included)
         factor = 0.0 if self.momentum is None else self.momentum
-        if self.training and self.track_running_stats:
-            self.num_batches_tracked.data += 1  # in place: a 0-d array stays an array
-            if self.momentum is None:
-                factor = 1.0 / float(self.num_batches_tracked.data)
+        if counts_batch and self.momentum is None:
+            factor = 1.0 / (float(self.num_batches_tracked.data) + 1)
         use_batch_stats = self.training or self.running_mean is None
-        return F.batch_norm(
+        output = F.batch_norm(
             x,
             self.running_mean if (not self.training or self.track_running_stats) else None,
             self.running_var if (not self.training or self.track_running_stats) else None,
@@ -249,6 +287,10 @@ class _BatchNorm(Module):
             self.eps,
             fused=self.fused,
         )
+        if counts_batch:
+            # counted once batch_norm accepted the batch (torch counts first), so a refused batch changes nothing
+            self.num_batches_tracked.data += 1  # in place: a 0-d array stays an array
+        return output
 
     def extra_repr(self) -> str:
         return (
