@@ -26,15 +26,6 @@ from nn_oracle import assert_close, torch_leaf
 PROTOCOLS = list(range(pickle.HIGHEST_PROTOCOL + 1))
 
 
-@pytest.fixture(autouse=True)
-def pickling_hook(monkeypatch):
-    """Hook tinyad._pickling into graph.Node for these tests, until the Node class does it itself."""
-    from tinyad import _pickling
-
-    if "__reduce_ex__" not in vars(graph.Node):
-        monkeypatch.setattr(graph.Node, "__reduce_ex__", _pickling.reduce_node, raising=False)
-
-
 def pickled(obj, protocol: int = pickle.DEFAULT_PROTOCOL):
     return pickle.loads(pickle.dumps(obj, protocol=protocol))
 

@@ -41,6 +41,8 @@ import threading
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
+from . import _pickling
+
 __all__ = [
     "Node",
     "topological_order",
@@ -75,6 +77,10 @@ class Node:
     """
 
     __slots__ = ("data", "grad", "parents", "op", "label", "backward_fn", "saved", "messages", "__weakref__")
+
+    # pickle and deepcopy walk a graph without recursion (see tinyad/_pickling.py)
+    def __reduce_ex__(self, protocol: int) -> Any:
+        return _pickling.reduce_node(self, protocol)
 
     def __init__(self, data: Any, label: str = "") -> None:
         """A leaf holding ``data``; an op turns it into a result with ``record``."""
