@@ -82,23 +82,19 @@ class Node:
     def __reduce_ex__(self, protocol: int) -> Any:
         return _pickling.reduce_node(self, protocol)
 
-    def __init__(self, data: Any, label: str = "") -> None:
-        """A leaf holding ``data``; an op turns it into a result with ``record``."""
+    def __init__(
+        self, data: Any, parents: tuple = (), op: str = "", backward_fn: Callable | None = None,
+        saved: Any = None, label: str = "",
+    ) -> None:
+        """A leaf holding ``data``, or, given ``parents``, the result of ``op`` on them."""
         self.data = data
         self.grad = None
-        self.parents: tuple = ()
-        self.op = ""
-        self.label = label
-        self.backward_fn: Callable | None = None
-        self.saved: Any = None
-        self.messages: tuple | None = None
-
-    def record(self, parents: tuple, op: str, backward_fn: Callable, saved: Any = None) -> None:
-        """Remember that this node is ``op`` applied to ``parents``."""
         self.parents = parents
         self.op = op
+        self.label = label
         self.backward_fn = backward_fn
         self.saved = saved
+        self.messages: tuple | None = None
 
     def zero_grad(self) -> None:
         """Forget the accumulated gradient and messages of this node only."""
@@ -117,12 +113,16 @@ class Node:
 # recording on or off (per thread, as in PyTorch)
 # ---------------------------------------------------------------------------
 
-_mode = threading.local()
+class _GradMode(threading.local):
+    enabled = True  # every thread starts with recording on
+
+
+_mode = _GradMode()
 
 
 def is_grad_enabled() -> bool:
     """True when new operations are being recorded on the graph (in this thread)."""
-    return getattr(_mode, "enabled", True)
+    return _mode.enabled
 
 
 @contextmanager
@@ -201,22 +201,20 @@ def run_backward(root: Node, seed: Any) -> None:
     gc.disable()
     try:
         upstream: dict[Node, Any] = {root: seed}  # dL/d(node), summed over the messages so far
-        sent: dict[Node, tuple] = {}  # the messages each node sends its parents
+        sent: list[tuple[Node, tuple]] = []  # (node, the messages it sends its parents)
         for node in reversed(topological_order(root)):
-            if node not in upstream or not node.parents:
+            gradient = upstream.get(node)
+            if gradient is None or not node.parents:
                 continue  # no gradient reached it, or a leaf: nothing to send
-            messages = node.backward_fn(node, upstream[node])
-            # a parent that needs no gradient gets no message (a constant)
-            sent[node] = messages = tuple(
-                message if parent.requires_grad else None for parent, message in zip(node.parents, messages)
-            )
+            messages = node.backward_fn(node, gradient)
+            sent.append((node, messages))
             for parent, message in zip(node.parents, messages):
-                if message is not None:
+                if message is not None and parent.requires_grad:  # a constant gets no gradient
                     upstream[parent] = message if parent not in upstream else upstream[parent] + message
         with _commit_lock:  # the pass succeeded: now change the nodes
             for node, gradient in upstream.items():
                 node.add_to_grad(gradient)
-            for node, messages in sent.items():
+            for node, messages in sent:
                 node.messages = messages if node.messages is None else _add_messages(node.messages, messages)
     finally:
         if collector_was_on:

@@ -22,10 +22,9 @@ ValueLike = Union["Value", int, float]
 
 def _result(data: float, parents: tuple, op: str, backward_fn, saved: Any = None) -> "Value":
     """The output node of an operation on ``parents``; under ``no_grad`` a bare leaf."""
-    out = Value(data)
     if graph.is_grad_enabled():
-        out.record(parents, op, backward_fn, saved)
-    return out
+        return Value(data, "", parents, op, backward_fn, saved)
+    return Value(data)
 
 
 def _as_value(other):
@@ -74,8 +73,11 @@ class Value(Node):
     __slots__ = ()
     requires_grad = True  # every Value takes part in the gradient, as in micrograd
 
-    def __init__(self, data: Number, label: str = "") -> None:
-        super().__init__(float(data), label)
+    def __init__(
+        self, data: Number, label: str = "", parents: tuple = (), op: str = "", backward_fn=None, saved: Any = None
+    ) -> None:
+        # parents, op, backward_fn and saved are given by the ops below (see graph.Node)
+        Node.__init__(self, float(data), parents, op, backward_fn, saved, label)
         self.grad = 0.0
 
     def __repr__(self) -> str:

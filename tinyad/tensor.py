@@ -48,11 +48,9 @@ def _result(data: Any, parents: tuple, op: str, backward_fn: Callable, backend: 
     recording is on and some input needs a gradient."""
     if not isinstance(data, backend.array_type):
         data = backend.xp.asarray(data)  # NumPy returns scalars for 0-d results; keep arrays
-    needs_grad = graph.is_grad_enabled() and any(parent.requires_grad for parent in parents)
-    out = Tensor._wrap(data, backend, requires_grad=needs_grad)
-    if needs_grad:
-        out.record(parents, op, backward_fn, saved)
-    return out
+    if graph.is_grad_enabled() and any(parent.requires_grad for parent in parents):
+        return Tensor._wrap(data, backend, True, parents, op, backward_fn, saved)
+    return Tensor._wrap(data, backend)
 
 
 def _operand(tensor: "Tensor", other: Any, op: str) -> "Tensor | None":
@@ -171,18 +169,18 @@ class Tensor(Node):
                 "a gradient is a small real change, which an integer cannot make "
                 "(create the tensor with dtype='float64')"
             )
-        self._init_node(array, backend, bool(requires_grad), label)
+        self._init_node(array, backend, bool(requires_grad), label=label)
 
-    def _init_node(self, array: Any, backend: Backend, requires_grad: bool, label: str = "") -> None:
-        Node.__init__(self, array, label)
+    def _init_node(self, array: Any, backend: Backend, requires_grad: bool, *recorded: Any, label: str = "") -> None:
+        Node.__init__(self, array, *recorded, label=label)  # recorded: parents, op, backward_fn, saved
         self.backend = backend
         self.requires_grad = requires_grad
 
     @classmethod
-    def _wrap(cls, array: Any, backend: Backend, requires_grad: bool = False) -> "Tensor":
-        """A leaf around ``array`` as it is (no copy, no checks): an op's result, or a constant."""
+    def _wrap(cls, array: Any, backend: Backend, requires_grad: bool = False, *recorded: Any) -> "Tensor":
+        """A node around ``array`` as it is (no copy, no checks): an op's result, or a constant leaf."""
         out = cls.__new__(cls)
-        out._init_node(array, backend, requires_grad)
+        out._init_node(array, backend, requires_grad, *recorded)
         return out
 
     # ---- plain attributes --------------------------------------------------

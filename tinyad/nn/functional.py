@@ -253,11 +253,9 @@ def _fused_backward(node: Tensor, upstream: Any) -> tuple:
     x = node.parents[0].data
     weight = node.parents[1].data if has_weight else None
     dx, dweight, dbias = node.backend.fused_batch_norm_backward(upstream, x, weight, arrays, axes)
-    if has_weight and has_bias:
-        return (dx, dweight, dbias)
-    if has_weight:
-        return (dx, dweight)
-    return (dx, dbias) if has_bias else (dx,)
+    messages = [dx] + ([dweight] if has_weight else []) + ([dbias] if has_bias else [])
+    # an input that needs no gradient (a constant) gets no message
+    return tuple(m if parent.requires_grad else None for m, parent in zip(messages, node.parents))
 
 
 def batch_norm_scalar(

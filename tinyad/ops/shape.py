@@ -143,10 +143,10 @@ def _concatenate_backward(node: Tensor, upstream: Any) -> tuple:
     # each input gets back the slice of the gradient where its values were placed
     axis, sizes = node.saved
     pieces, start = [], 0
-    for size in sizes:
+    for parent, size in zip(node.parents, sizes):
         index = [slice(None)] * upstream.ndim
         index[axis] = slice(start, start + size)
-        pieces.append(upstream[tuple(index)])
+        pieces.append(upstream[tuple(index)] if parent.requires_grad else None)
         start += size
     return tuple(pieces)
 
@@ -165,4 +165,7 @@ def stack(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
 def _stack_backward(node: Tensor, upstream: Any) -> tuple:
     # input i was placed at position i of the new axis: it gets that slice back
     xp = node.backend.xp
-    return tuple(xp.take(upstream, i, axis=node.saved) for i in range(len(node.parents)))
+    return tuple(
+        xp.take(upstream, i, axis=node.saved) if parent.requires_grad else None
+        for i, parent in enumerate(node.parents)
+    )
