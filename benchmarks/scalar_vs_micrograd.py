@@ -8,7 +8,13 @@ weights, interleaved step by step in one process. micrograd is timed twice:
 as shipped (Python's cyclic garbage collector on, which has to collect the
 reference cycle each of micrograd's nodes makes) and with the collector off.
 
+Targets: tinyad's step at least 6x as fast as micrograd's with the collector
+on, and never slower than micrograd's with it off.
+
+Writes: the section "scalar_vs_micrograd" of docs/benchmarks.md (a full run).
+
 Run:  pip install micrograd==0.1.0 && python benchmarks/scalar_vs_micrograd.py
+      python benchmarks/scalar_vs_micrograd.py --quick    (20 points, 1 round: seconds)
 """
 from __future__ import annotations
 
@@ -23,14 +29,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _report import machine_line, write_section  # noqa: E402
+from _report import argument_parser, machine_line, output_file, write_section  # noqa: E402
 
 import tinyad  # noqa: E402
 
-try:
-    import micrograd.engine
-except ImportError:  # pragma: no cover
-    sys.exit("this benchmark needs micrograd: pip install micrograd==0.1.0")
+# The targets, as speed-ups of tinyad's step over micrograd's (median time of
+# micrograd's step / median time of tinyad's). With the collector on, micrograd
+# pays for the reference cycle every node makes; with it off the two engines do
+# the same Python work per node, and tinyad must never be the slower one.
+TARGET_GC_ON = 6.0
+TARGET_GC_OFF = 1.0
 
 
 def make_moons(n: int, seed: int = 1) -> tuple[list[list[float]], list[float]]:
@@ -101,8 +109,12 @@ def count_nodes(root) -> int:
     return len(tinyad.graph.topological_order(root))
 
 
-def main(repeats: int = 15) -> None:
-    points, labels = make_moons(100)
+def main(repeats: int = 15, points_count: int = 100, out: Path | None = None) -> None:
+    try:
+        import micrograd.engine
+    except ImportError:  # pragma: no cover
+        sys.exit("this benchmark needs micrograd: pip install micrograd==0.1.0")
+    points, labels = make_moons(points_count)
     weights = random_weights([2, 16, 16, 1])
     micro = MLP(micrograd.engine.Value, weights)
     tiny = MLP(tinyad.Value, weights)
@@ -128,8 +140,8 @@ def main(repeats: int = 15) -> None:
     # step of a block starts from that freshly collected heap, which a training loop never
     # sees (both engines run it faster than their later steps), so it is run untimed.
     samples = {"micrograd (gc on)": [], "tinyad (gc on)": [], "micrograd (gc off)": [], "tinyad (gc off)": []}
-    block = 3
-    for _ in range(max(2, repeats // block)):  # at least 6 timed steps per engine and setting
+    block = min(3, repeats)
+    for _ in range(max(1, repeats // block)):
         for collector_on in (True, False):
             for engine, model in (("micrograd", micro), ("tinyad", tiny)):
                 name = f"{engine} (gc {'on' if collector_on else 'off'})"
@@ -150,15 +162,15 @@ def main(repeats: int = 15) -> None:
         "| engine | garbage collector | median step (ms) | tinyad speed-up |",
         "|---|---|---|---|",
         f"| micrograd 0.1.0 | on (default) | {medians['micrograd (gc on)'] * 1e3:.1f} | |",
-        f"| tinyad | on (default) | {medians['tinyad (gc on)'] * 1e3:.1f} | **{speedup_on:.1f}x** (target >= 10x) |",
+        f"| tinyad | on (default) | {medians['tinyad (gc on)'] * 1e3:.1f} | **{speedup_on:.1f}x** (target >= {TARGET_GC_ON:g}x) |",
         f"| micrograd 0.1.0 | off | {medians['micrograd (gc off)'] * 1e3:.1f} | |",
-        f"| tinyad | off | {medians['tinyad (gc off)'] * 1e3:.1f} | **{speedup_off:.2f}x** (target >= 1.3x) |",
+        f"| tinyad | off | {medians['tinyad (gc off)'] * 1e3:.1f} | **{speedup_off:.2f}x** (target >= {TARGET_GC_OFF:g}x) |",
     ]
     markdown = "\n".join(
         [
             "## Scalar engine: tinyad.Value against micrograd",
             "",
-            "micrograd's demo training step (MLP(2, [16, 16, 1]) on 100 points, SVM max-margin",
+            f"micrograd's demo training step (MLP(2, [16, 16, 1]) on {points_count} points, SVM max-margin",
             f"loss + L2, zero_grad, backward, SGD update; {nodes:,} nodes in tinyad's graph), same",
             f"weights and data in both engines, interleaved in blocks of {block} timed steps after one",
             f"untimed warm-up step, median of {len(samples['tinyad (gc on)'])} steps each.",
@@ -166,22 +178,29 @@ def main(repeats: int = 15) -> None:
             "",
             *rows,
             "",
+            f"Targets: at least {TARGET_GC_ON:g}x micrograd's speed with the collector on, and never slower",
+            "than micrograd with it off. They replace an earlier 10x target, which the graph core",
+            "met only with speed devices a learner had to read past (parents split over slots,",
+            "search marks stored in the nodes); a core that reads plainly is worth more to this",
+            "project than the last third of a scalar step.",
+            "",
             "Why the collector costs tinyad little: a tinyad node never holds a closure that",
             "captures the node, so no node is part of a reference cycle and reference counting",
-            "frees each graph; each scalar op allocates one object the collector tracks (the node:",
-            "its parents sit in two slots, not in a tuple; `x ** n` adds a second, its backward",
-            "function with n filled in, and this step has none), and that object carries only the slots",
-            "a Value needs (what is the same for every Value, such as `requires_grad`, lives on the",
-            "class), so each walk of the collector over it is short; and `backward()` pauses the",
-            "collector while it runs. micrograd's nodes each hold a closure over themselves, so",
-            "its graphs are freed only by the collector, which then dominates its step.",
+            "frees each graph; and `backward()` pauses the collector while it runs. micrograd's",
+            "nodes each hold a closure over themselves, so its graphs are freed only by the",
+            "collector, which then dominates its step.",
             "",
             machine_line(),
         ]
     )
     print(markdown)
-    write_section("scalar_vs_micrograd", markdown)
+    write_section("scalar_vs_micrograd", markdown, out)
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 15)
+    parser = argument_parser(__doc__, "scalar_vs_micrograd")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="timed steps per engine and setting (default 15; 2 with --quick)")
+    args = parser.parse_args()
+    repeats = args.repeats or (2 if args.quick else 15)
+    main(repeats, points_count=20 if args.quick else 100, out=output_file(args))

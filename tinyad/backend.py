@@ -16,6 +16,12 @@ Two devices exist:
   (``pip install "tinyad[gpu]"``, i.e. ``cupy-cuda12x``; ``cupy-cuda11x`` for
   CUDA 11).
 
+The same code runs on either device: ``Tensor(..., device="cuda")``,
+``tensor.to("cuda")`` and ``.cpu()`` move tensors (gradients flow back
+across the copy), ``module.to("cuda")`` moves a layer's parameters and
+buffers, and ``batch_norm(..., fused=True)`` runs as CUDA kernels there.
+An op whose inputs are on different devices is refused, naming both.
+
 On the GPU, data stays on the device: only ``.item()``, ``.numpy()``,
 printing and drawing copy it back to the host. For that reason the GPU
 backend does not check values before an op (``checks_values = False``):
@@ -53,10 +59,10 @@ class Backend:
     that have a faster GPU spelling.
     """
 
-    # Whether ops check values (division by zero, log of a negative number)
-    # before computing. Cheap on the host; on a GPU every check would copy a
-    # flag to the host and wait for the device, so the GPU backend turns it off.
     checks_values = True
+    """Whether ops check values (division by zero, log of a negative number)
+    before computing. Cheap on the host; on a GPU every check would copy a
+    flag to the host and wait for the device, so the GPU backend turns it off."""
 
     def __init__(self, device: str, xp: Any) -> None:
         self.device = device
@@ -242,6 +248,7 @@ class CupyBackend(Backend):
 
 
 NUMPY = Backend("cpu", numpy)
+"""The backend of device "cpu" (NumPy), the one every tensor gets by default."""
 
 _BACKENDS = {"cpu": NUMPY}
 

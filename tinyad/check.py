@@ -132,7 +132,12 @@ def gradcheck(
 
 
 class Comparison(NamedTuple):
-    """One row of a hand-derivation check."""
+    """One row of a hand-derivation check, as ``compare`` returns it (a named tuple).
+
+    ``name`` what was compared; ``exact`` True when the two are equal in every
+    bit; ``approximate`` True when they are equal within the tolerances;
+    ``maxdiff`` the largest absolute difference between them.
+    """
 
     name: str
     exact: bool
@@ -209,7 +214,11 @@ def batch_norm_backward_steps(x: np.ndarray, gamma: np.ndarray, dy: np.ndarray, 
     """The paper's chain rule, one intermediate at a time (Ioffe & Szegedy, Section 3).
 
     Returns dL/dx_hat, dL/dvar, dL/dmean, dL/dx, dL/dgamma, dL/dbeta for a
-    2-D batch ``x`` of shape (m, D).
+    2-D NumPy batch ``x`` of shape (m, D), ``gamma`` of shape (D,) and
+    dL/dy = ``dy`` of the shape of ``x``, as a dict with the keys ``"x_hat"``,
+    ``"batch_var"``, ``"batch_mean"``, ``"x"``, ``"gamma"`` and ``"beta"``
+    (the node labels of the BatchNorm graph). ``docs/derivation.md`` writes
+    each step out as a formula.
     """
     x, gamma, dy = (np.asarray(a, dtype=np.float64) for a in (x, gamma, dy))
     m = x.shape[0]
@@ -267,8 +276,12 @@ def check_batch_norm_by_hand(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
                              eps: float = 1e-5, show: bool = True) -> list[Comparison]:
     """Build the BatchNorm graph on ``x`` and compare every hand gradient with the engine's.
 
-    The loss is L = sum(dy * y) so that dL/dy = dy (random if not given).
-    Prints a table (unless ``show=False``) and returns its rows.
+    ``x`` is an (m, D) NumPy batch, ``gamma`` and ``beta`` have shape (D,).
+    The graph is ``tinyad.nn.functional.batch_norm`` in training mode, and
+    the loss is L = sum(dy * y) so that dL/dy = dy (random if not given).
+    Each hand gradient of ``batch_norm_backward_steps`` is compared with the
+    ``.grad`` of the graph node of the same label (``x_hat``, ``batch_var``,
+    ...). Prints a table (unless ``show=False``) and returns its rows.
     """
     from .graph import find
     from .nn.functional import batch_norm

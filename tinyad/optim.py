@@ -3,7 +3,10 @@
 An optimizer changes ``param.data`` in place from ``param.grad``; nothing it
 does is recorded on the graph. A parameter is a leaf ``Tensor`` (its data an
 array) or a leaf ``Value`` (its data a float, its gradient a float): the
-update rules are the same arithmetic on either.
+update rules are the same arithmetic on either. Each optimizer is built from
+a list of parameters (``model.parameters()``, or ``[w, b]``) and has
+``step()``, one update of every parameter that has a gradient, and
+``zero_grad()``, which forgets every gradient.
 
 The constructors refuse what ``torch.optim`` refuses, with the same error
 types: a single tensor instead of a list of them (TypeError), a parameter that
@@ -82,13 +85,18 @@ class Optimizer:
 
 
 class SGD(Optimizer):
-    """Stochastic gradient descent with PyTorch's momentum:
+    """Stochastic gradient descent with PyTorch's momentum.
+
+    Each step, for every parameter whose ``grad`` is not None:
 
         step = grad + weight_decay * param
         momentum_buffer = step                                                (first step)
         momentum_buffer = momentum * momentum_buffer + (1 - dampening) * step (later steps)
         step = step + momentum * momentum_buffer if nesterov else momentum_buffer
         param = param - lr * step
+
+    The momentum buffer starts as the first step itself (not as zero), as in
+    PyTorch. Nesterov momentum needs ``momentum > 0`` and ``dampening = 0``.
     """
 
     def __init__(self, params: Iterable[Parameter], lr: float, momentum: float = 0.0, dampening: float = 0.0,
@@ -104,6 +112,7 @@ class SGD(Optimizer):
         self.momentum_buffers: list = [None] * len(self.params)
 
     def step(self) -> None:
+        """One update of every parameter that has a gradient (the rule above)."""
         for index, param in enumerate(self.params):
             if param.grad is None:
                 continue
@@ -152,6 +161,7 @@ class Adam(Optimizer):
         self.second_moments = [None] * len(self.params)
 
     def step(self) -> None:
+        """One update of every parameter that has a gradient (the rule above)."""
         self.steps += 1
         beta1, beta2 = self.betas
         for index, param in enumerate(self.params):

@@ -82,7 +82,11 @@ STYLES = {
 
 
 class Drawing:
-    """DOT source plus rendering: ``.source``, ``.render(path)``, ``_repr_svg_()``."""
+    """DOT source plus rendering: ``.source``, ``.render(path)``, ``_repr_svg_()``.
+
+    ``.source`` is the Graphviz DOT text (``str(drawing)`` gives it too);
+    ``_repr_svg_()`` is the hook that makes Jupyter show the drawing as SVG.
+    """
 
     def __init__(self, source: str) -> None:
         self.source = source
@@ -93,8 +97,9 @@ class Drawing:
     def render(self, path: str | Path) -> Path:
         """Write the picture to ``path`` (format from its suffix: .svg, .png, .pdf or .dot).
 
-        Always writes the DOT text next to it (``path`` with suffix .dot).
-        Returns the path of the picture, or of the .dot file when no renderer exists.
+        Always writes the DOT text next to it first (``path`` with suffix
+        .dot), so the .dot file is there even when no renderer is and
+        ``RendererMissing`` is raised. Returns the path of the picture.
         """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -113,7 +118,11 @@ class Drawing:
 
 
 class RendererMissing(RuntimeError):
-    """Neither a ``dot`` program nor the pygraphviz package is available."""
+    """Neither a ``dot`` program nor the pygraphviz package is available.
+
+    Raised when a picture is asked for; ``render`` has already written the
+    DOT text beside the picture's path, and any Graphviz viewer can draw it.
+    """
 
 
 def render_bytes(source: str, fmt: str) -> bytes:
@@ -225,7 +234,8 @@ def draw(
 
     Each box shows the node's label, its op, its data and its grad. Inputs,
     parameters, intermediates and the output are filled differently (legend
-    at the bottom). With ``highlight=x`` and ``through=[...]`` every edge on a
+    at the bottom). Before ``root.backward()`` the boxes and the legend say
+    that there are no gradients yet. With ``highlight=x`` and ``through=[...]`` every edge on a
     route from x to one of the ``through`` nodes is coloured by route and
     labelled with the gradient message it carried, and the legend lists each
     route's contribution to x.grad.
@@ -234,6 +244,14 @@ def draw(
     starts with one of those prefixes as one box per prefix, and nodes
     without a label that only feed one group are folded into it. A graph
     that still has more than ``max_nodes`` boxes is refused with a message.
+    Above 300 boxes the drawing asks dot for straight edges and a short
+    search for few crossings, so a 2,000-node graph lays out in seconds
+    instead of minutes.
+
+    ``rankdir`` is DOT's direction ("LR": inputs on the left; "TB": on top),
+    ``title`` a line above the legend. Labels pass through ``escape``.
+    Returns a ``Drawing``: ``.render("graph.svg")`` writes the picture, and a
+    Jupyter notebook shows it by itself.
     """
     order = topological_order(root)
     backward_done = root.messages is not None or (not root.parents and root.grad not in (None, 0.0))

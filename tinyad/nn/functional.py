@@ -25,14 +25,17 @@ __all__ = [
 
 
 def relu(x: Tensor) -> Tensor:
+    """``x.relu()``: max(0, x) elementwise, with derivative 0 at 0 (PyTorch's choice)."""
     return x.relu()
 
 
 def sigmoid(x: Tensor) -> Tensor:
+    """``x.sigmoid()``: 1 / (1 + e^-x) elementwise."""
     return x.sigmoid()
 
 
 def tanh(x: Tensor) -> Tensor:
+    """``x.tanh()``: tanh(x) elementwise."""
     return x.tanh()
 
 
@@ -54,6 +57,10 @@ def mse_loss(input: Tensor, target: Any) -> Tensor:
 
 def cross_entropy(logits: Tensor, target: Any) -> Tensor:
     """Mean negative log-likelihood of integer class ``target`` under softmax(logits).
+
+    ``logits`` is (N, classes); ``target`` holds N class indices in
+    [0, classes) (a list, an integer array or an integer Tensor), one per
+    row. The mean over the batch is PyTorch's ``reduction="mean"``.
 
     log softmax(z)_k = z_k - log sum_j e^{z_j}. Subtracting the row maximum m
     first leaves the result unchanged (the e^{-m} cancels between numerator
@@ -139,12 +146,22 @@ def batch_norm(
     ``running = (1 - momentum) * running + momentum * batch`` where the batch
     variance used here is the *unbiased* one, m / (m - 1) * batch_var
     (PyTorch's conventions). Evaluation normalizes with the running
-    statistics instead. Every intermediate is a labelled node of the graph.
+    statistics instead. Every intermediate is a node labelled with its name
+    above (``batch_mean``, ``centered``, ``batch_var``, ``var_eps``,
+    ``inv_std``, ``x_hat``, ``gamma * x_hat``, ``y``), so
+    ``tinyad.find(y, "batch_var")`` returns it.
+
+    ``weight`` (gamma) and ``bias`` (beta) are (C,) tensors or None; the
+    running statistics are (C,) tensors, or None in training mode to leave
+    them out. Training with one value per channel raises ValueError: the
+    variance of one number is 0 and every output would be beta.
 
     ``detach_stats=True`` treats the batch mean and variance as constants in
     the backward pass: the variant the paper's Section 2 warns against.
     ``fused=True`` computes the same numbers in one primitive op whose
-    backward is the compact hand-derived formula (faster, but one opaque node).
+    backward is the compact hand-derived formula (faster, but one opaque node);
+    it applies in training mode only, and evaluation or ``detach_stats``
+    always use the composed graph.
     """
     # PyTorch's checks and error type: training needs eps > 0, so that a channel whose values are all
     # equal (batch_var = 0) still has a finite inv_std; the running variance may take eps = 0
@@ -270,6 +287,12 @@ def batch_norm_scalar(
     sample is its own node: sample i reaches its output through its own
     x_hat, through ``batch_mean[j]`` and through ``batch_var[j]``, and the
     graph shows all three routes. Normalizes with the biased variance.
+
+    ``samples[i][j]`` is feature j of sample i; ``gamma`` and ``beta`` hold
+    one Value per feature (or None). The nodes are labelled
+    ``batch_mean[j]``, ``centered[i,j]``, ``batch_var[j]``, ``var_eps[j]``,
+    ``inv_std[j]``, ``x_hat[i,j]``, ``gamma*x_hat[i,j]`` and ``y[i,j]``.
+    Returns the outputs in the same N-by-D layout.
     """
     count = len(samples)
     if count <= 1:

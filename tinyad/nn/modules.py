@@ -37,7 +37,20 @@ __all__ = [
 
 
 class Module:
-    """Base class of every layer: parameters, buffers, children, train/eval."""
+    """Base class of every layer: parameters, buffers, children, train/eval.
+
+    A layer subclasses ``Module`` and writes ``forward``; calling the layer,
+    ``layer(x)``, calls ``forward(x)``. Its parts are found by attribute, as
+    in PyTorch: assigning a Tensor that requires grad (``self.weight =
+    Tensor(..., requires_grad=True)``) registers a parameter, assigning a
+    Module registers a child, and ``register_buffer`` registers state that is
+    saved but not trained (BatchNorm's ``running_mean``, ``running_var`` and
+    ``num_batches_tracked``). Names are dotted paths through the children:
+    ``0.weight``, ``2.running_mean``.
+
+    ``training`` is True after construction and after ``train()``, False
+    after ``eval()``; only BatchNorm behaves differently in the two modes.
+    """
 
     def __init__(self) -> None:
         object.__setattr__(self, "_parameters", OrderedDict())
@@ -60,6 +73,7 @@ class Module:
         object.__setattr__(self, name, tensor)
 
     def forward(self, *args: Any) -> Any:  # pragma: no cover - abstract
+        """What the layer computes; every subclass writes its own."""
         raise NotImplementedError
 
     def __call__(self, *args: Any) -> Any:
@@ -67,24 +81,29 @@ class Module:
 
     # ---- traversal -------------------------------------------------------------
 
-    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, "Module"]]:
+    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
+        """This module (named ``prefix``) and every module inside it, depth first, with dotted names."""
         yield prefix, self
         for name, child in self._modules.items():
             yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
 
-    def modules(self) -> Iterator["Module"]:
+    def modules(self) -> Iterator[Module]:
+        """This module and every module inside it, depth first."""
         for _, module in self.named_modules():
             yield module
 
     def named_parameters(self) -> Iterator[tuple[str, Tensor]]:
+        """Every trainable tensor of this module and its children, with its dotted name."""
         for prefix, module in self.named_modules():
             for name, param in module._parameters.items():
                 yield (f"{prefix}.{name}" if prefix else name), param
 
     def parameters(self) -> list[Tensor]:
+        """Every trainable tensor, in the order of ``named_parameters``: what an optimizer is given."""
         return [param for _, param in self.named_parameters()]
 
     def named_buffers(self) -> Iterator[tuple[str, Tensor]]:
+        """Every buffer (saved, not trained) with its dotted name; buffers set to None are left out."""
         for prefix, module in self.named_modules():
             for name, buffer in module._buffers.items():
                 if buffer is not None:
@@ -92,13 +111,13 @@ class Module:
 
     # ---- modes and gradients -------------------------------------------------------
 
-    def train(self, mode: bool = True) -> "Module":
+    def train(self, mode: bool = True) -> Module:
         """Training mode: BatchNorm uses (and records) batch statistics."""
         for module in self.modules():
             object.__setattr__(module, "training", mode)
         return self
 
-    def eval(self) -> "Module":
+    def eval(self) -> Module:
         """Evaluation mode: BatchNorm uses its running (population) statistics."""
         return self.train(False)
 
@@ -107,7 +126,7 @@ class Module:
         for param in self.parameters():
             param.zero_grad()
 
-    def to(self, device: str) -> "Module":
+    def to(self, device: str) -> Module:
         """Move every parameter and buffer (and gradient) to ``device``, in place.
 
         As in PyTorch the tensors stay the same objects, only their arrays
@@ -130,7 +149,7 @@ class Module:
 
     # ---- saving and loading ------------------------------------------------------------
 
-    def state_dict(self) -> "OrderedDict[str, np.ndarray]":
+    def state_dict(self) -> OrderedDict[str, np.ndarray]:
         """Every parameter and buffer as a plain NumPy array (a copy), by dotted name."""
         state = OrderedDict()
         for name, tensor in list(self.named_parameters()) + list(self.named_buffers()):
@@ -163,6 +182,7 @@ class Module:
         return f"{type(self).__name__}({self.extra_repr()}{children}{chr(10) if children else ''})"
 
     def extra_repr(self) -> str:
+        """The arguments shown inside the layer's ``repr`` (PyTorch's hook); a layer with settings overrides it."""
         return ""
 
 
@@ -230,7 +250,7 @@ class Linear(Module):
 class _BatchNorm(Module):
     """Shared by BatchNorm1d and BatchNorm2d; they differ only in the input ranks they accept."""
 
-    expected_ranks: tuple = ()
+    _expected_ranks: tuple = ()
 
     def __init__(
         self,
@@ -262,9 +282,9 @@ class _BatchNorm(Module):
         object.__setattr__(self, "_collected", None)
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.ndim not in self.expected_ranks:
+        if x.ndim not in self._expected_ranks:
             raise ValueError(
-                f"{type(self).__name__}: expected a {' or '.join(f'{r}-D' for r in self.expected_ranks)} input, got shape {x.shape}"
+                f"{type(self).__name__}: expected a {' or '.join(f'{r}-D' for r in self._expected_ranks)} input, got shape {x.shape}"
             )
         if self._collected is not None:  # set_population_statistics is listening
             axes = (0,) + tuple(range(2, x.ndim))
@@ -300,28 +320,61 @@ class _BatchNorm(Module):
 
 
 class BatchNorm1d(_BatchNorm):
-    """BatchNorm over (N, C) or (N, C, L): statistics per channel C."""
+    """BatchNorm over (N, C) or (N, C, L): one mean and variance per channel C.
 
-    expected_ranks = (2, 3)
+    In training mode (``train()``) each batch is normalized with its own
+    statistics over N (and L), and the running statistics are updated; in
+    evaluation mode (``eval()``) the running statistics are used instead.
+    ``tinyad.nn.functional.batch_norm`` does the computing; this layer holds
+    its state:
+
+    * ``weight`` (gamma, labelled ``gamma``, starts at 1) and ``bias`` (beta,
+      labelled ``beta``, starts at 0), both of shape (C,), when ``affine``;
+      None otherwise.
+    * the buffers ``running_mean`` (starts at 0), ``running_var`` (starts
+      at 1) and ``num_batches_tracked``, when ``track_running_stats``;
+      without them both modes use the batch statistics.
+    * ``momentum``: ``running = (1 - momentum) * running + momentum * batch``;
+      ``momentum=None`` keeps a cumulative average (factor 1 /
+      ``num_batches_tracked``).
+    * ``fused=True`` computes training mode as one node with the compact
+      hand-derived backward instead of the composed graph.
+
+    A training batch of one value per channel raises ValueError (its
+    variance is 0). Other input ranks are refused with the shape named.
+    """
+
+    _expected_ranks = (2, 3)
 
 
 class BatchNorm2d(_BatchNorm):
-    """BatchNorm over (N, C, H, W): statistics per channel over N, H and W."""
+    """BatchNorm over (N, C, H, W): statistics per channel over N, H and W.
 
-    expected_ranks = (4,)
+    The same layer as ``BatchNorm1d`` (same arguments, parameters and
+    buffers) for images: each channel's m = N * H * W values share one mean
+    and one variance.
+    """
+
+    _expected_ranks = (4,)
 
 
 class ReLU(Module):
+    """max(0, x) elementwise, as a layer (derivative 0 at 0, as in PyTorch)."""
+
     def forward(self, x: Tensor) -> Tensor:
         return x.relu()
 
 
 class Sigmoid(Module):
+    """1 / (1 + e^-x) elementwise, as a layer."""
+
     def forward(self, x: Tensor) -> Tensor:
         return x.sigmoid()
 
 
 class Tanh(Module):
+    """tanh(x) elementwise, as a layer."""
+
     def forward(self, x: Tensor) -> Tensor:
         return x.tanh()
 
@@ -338,7 +391,12 @@ class Flatten(Module):
 
 
 class Sequential(Module):
-    """Apply the given modules one after another."""
+    """Apply the given modules one after another.
+
+    The modules become children named ``0``, ``1``, ..., so the parameters
+    are named ``0.weight``, ``0.bias``, ``2.weight``, ...; ``model[i]`` is
+    the i-th module and ``len(model)`` their number.
+    """
 
     def __init__(self, *modules: Module) -> None:
         super().__init__()
