@@ -312,7 +312,7 @@ def main(argv: list[str] | None = None) -> None:
             "tinyad's `BatchNorm2d`, running statistics included, for the 4-D row). The device is",
             "synchronized before and after every timed call; contenders are interleaved; medians.",
             f"*Fused GB/s* counts the {FUSED_PASSES} array-sized memory passes tinyad's fused kernels make",
-            f"(forward 4, backward 6); the card's device-to-device copy bandwidth, `cupy.copyto` of 512 MiB",
+            "(forward 4, backward 6); the card's device-to-device copy bandwidth, `cupy.copyto` of 512 MiB",
             f"timed with CUDA events (read + write), measured **{bandwidth:.0f} GB/s**.",
             f"Command: `{COMMAND}`.",
             "",

@@ -427,12 +427,11 @@ class CupyBackend(Backend):
         gamma = self._per_channel(weight, shape, 1.0, accumulate)
         beta = self._per_channel(bias, shape, 0.0, accumulate)
         y = self._batch_norm_kernels()["forward"](x, batch_mean, inv_std, gamma, beta)
-        return y, batch_mean.astype(dtype), batch_var.astype(dtype), (batch_mean, inv_std)
+        return y, batch_mean.astype(dtype), batch_var.astype(dtype), (batch_mean, inv_std, dtype)
 
     def fused_batch_norm_backward(self, dy: Any, x: Any, weight: Any, saved: Any, axes: tuple) -> tuple:
         xp = self.xp
-        batch_mean, inv_std = saved
-        dtype = x.dtype if weight is None else xp.result_type(x, weight)
+        batch_mean, inv_std, dtype = saved  # the statistics in the accumulation dtype, and y's dtype
         accumulate = batch_mean.dtype
         dy = xp.ascontiguousarray(dy.astype(dtype, copy=False))  # a broadcast upstream becomes an array here
         x = xp.ascontiguousarray(x.astype(dtype, copy=False))

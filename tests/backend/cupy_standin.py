@@ -7,8 +7,9 @@ an output type bound by the inputs or by ``out=``), the accumulation type
 (``reduce_type``), and that ``CupyBackend`` uses nothing CuPy lacks: the
 namespace is *strict*, an attribute that CuPy 14.2 does not have raises
 AttributeError instead of falling through to NumPy (``cupy_14_2_names.txt``
-lists what CuPy 14.2 has). It does not check compilation: that is
-``test_cuda_compile.py``, with the real CuPy and NVRTC.
+lists what CuPy 14.2 has). Its arrays are NumPy's, so methods called on arrays
+(``.astype``, ``.reshape``...) are not checked this way. It does not check
+compilation: that is ``test_cuda_compile.py``, with the real CuPy and NVRTC.
 
 ``benchmarks/gpu_smoke.py`` uses it too, when ``TINYAD_GPU_DRY_RUN=1``.
 """
@@ -30,7 +31,6 @@ def _names(file: str) -> frozenset:
 
 
 CUPY_NAMES = _names("cupy_14_2_names.txt")
-CUPY_NDARRAY_NAMES = _names("cupy_14_2_ndarray_names.txt")
 
 # C type names a kernel may use as reduce_type, and the NumPy dtype each means
 C_TYPES = {"float": "float32", "double": "float64", "float16": "float16"}

@@ -33,7 +33,6 @@ Without them every test here is SKIPPED with that command as the reason.
 from __future__ import annotations
 
 import itertools
-import time
 
 import numpy as np
 import pytest

@@ -10,7 +10,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import tinyad
 from tinyad import Tensor, nn
 from tinyad.nn import functional as F
 
