@@ -7,7 +7,7 @@
 # a CUDA build of PyTorch, pytest and hypothesis. Writes everything under $OUT:
 #   environment.txt  the GPU, driver, CUDA, CuPy, PyTorch and NumPy versions
 #   smoke.txt        every fused kernel against a float64 host reference (benchmarks/gpu_smoke.py)
-#   tests.txt        the device tests (tests/backend; CUDA cases run, none should be SKIPPED)
+#   tests.txt        the device tests (tests/backend, and the CUDA pickling test; none should be SKIPPED)
 #   bench_gpu.txt    benchmarks/bench_gpu.py --quick, and bench_gpu.md, the table for docs/benchmarks.md
 #   summary.txt      one line per step: its exit code and seconds
 # Each step has its own time limit (30 + 80 + 170 + 150 s, each with 10 s to be killed), so
@@ -76,7 +76,7 @@ if [ "$DRY" = "1" ]; then
         tests/backend/test_cuda_launch.py tests/backend/test_devices.py -q -rs -p no:cacheprovider
 else
     step smoke 80 smoke.txt python benchmarks/gpu_smoke.py
-    step tests 170 tests.txt python -m pytest tests/backend -q -rs -p no:cacheprovider
+    step tests 170 tests.txt python -m pytest tests/backend tests/test_pickling.py -q -rs -p no:cacheprovider
 fi
 step bench_gpu 150 bench_gpu.txt python benchmarks/bench_gpu.py --quick --markdown "$OUT/bench_gpu.md"
 echo "=== summary ($OUT/summary.txt)"
