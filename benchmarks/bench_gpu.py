@@ -14,7 +14,9 @@ run interleaved round-robin, and the tables report medians.
 
 Run:  python benchmarks/bench_gpu.py                  (needs an NVIDIA GPU, CuPy and a CUDA build of PyTorch)
       python benchmarks/bench_gpu.py --quick          (fewer repeats)
+      python benchmarks/bench_gpu.py --markdown FILE  (the section goes to FILE, docs/ is not touched)
       python benchmarks/bench_gpu.py --placeholder    (writes the "not yet measured" section, measures nothing)
+``benchmarks/gpu_check.sh`` runs it with ``--quick --markdown $OUT/bench_gpu.md``.
 
 Without CuPy, a GPU or PyTorch with CUDA it exits with a message and writes nothing.
 """
@@ -47,14 +49,16 @@ BATCHNORM_CASES = [  # (label, shape); 4-D shapes run as BatchNorm2d modules
 FUSED_PASSES = 3 + 1 + 1 + 5
 TARGETS = {"composed": 3.0, "fused": 1.3, "bandwidth": 0.5}
 
-INSTALL = 'pip install "tinyad[gpu]" (cupy-cuda12x; cupy-cuda11x for CUDA 11)'
+INSTALL = (
+    'pip install ".[gpu]" from a tinyad checkout (cupy-cuda12x[ctk]; cupy-cuda13x[ctk] for CUDA 13)'
+)
 
 PLACEHOLDER = f"""## GPU (CUDA): BatchNorm and a training step against PyTorch
 
 **Not yet measured.** No machine with an NVIDIA GPU has run this benchmark yet, so
 there are no GPU figures on this page. On a machine with a GPU, CuPy
-(`pip install "tinyad[gpu]"`, which installs cupy-cuda12x; cupy-cuda11x for CUDA 11)
-and a CUDA build of PyTorch, run
+(`pip install ".[gpu]"` from a checkout, which installs cupy-cuda12x[ctk];
+cupy-cuda13x[ctk] for CUDA 13) and a CUDA build of PyTorch, run
 
 ```bash
 {COMMAND}
@@ -67,6 +71,16 @@ PyTorch, fused within 1.3x), the fused kernels' achieved bandwidth against the c
 measured device-to-device copy bandwidth (target: at least 50%), and a training step of
 Linear(784,512)-BN-ReLU-Linear(512,512)-BN-ReLU-Linear(512,10) with cross-entropy and
 SGD at batch 256. Without a GPU the script exits with a message and writes nothing.
+`OUT=gpu-check bash benchmarks/gpu_check.sh` runs it after a smoke test of every kernel
+against a float64 reference and the CUDA tests, and writes the table to `gpu-check/`.
+
+What is checked without a GPU, in the tests: CuPy writes the CUDA source of every
+kernel tinyad uses and NVRTC compiles it for sm_90 (float16/32/64, 1-4 dimensions,
+C and strided layouts, 32- and 64-bit indexing, CuPy's CUB variants:
+`tests/backend/test_cuda_compile.py`); the kernels' arithmetic runs on a NumPy
+stand-in for CuPy; and the launch of each per-channel sum at the shapes above is
+computed from CuPy's planning rule (`tests/backend/test_cuda_launch.py`: at least 1024
+blocks of 512 threads at each large shape, where the direct sums would launch 32, or 8).
 """
 
 
@@ -77,8 +91,11 @@ def require_gpu():
         import cupy
     except ImportError:
         sys.exit(f"bench_gpu: CuPy is not installed, so {nothing}. Install it with {INSTALL} on a machine with an NVIDIA GPU.")
-    if not cupy.is_available():
-        sys.exit(f"bench_gpu: CuPy finds no usable CUDA GPU (no device, or no driver), so {nothing}.")
+    from tinyad.backend import cuda_unavailable_reason
+
+    reason = cuda_unavailable_reason()
+    if reason is not None:
+        sys.exit(f"bench_gpu: {reason}; so {nothing}.")
     try:
         import torch
     except ImportError:
@@ -267,6 +284,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
     parser.add_argument("--placeholder", action="store_true", help='write the "not yet measured" section and exit')
+    parser.add_argument("--markdown", metavar="FILE", help="write the section to FILE instead of docs/benchmarks.md")
     args = parser.parse_args(argv)
     if args.placeholder:
         write_section(SECTION, PLACEHOLDER)
@@ -294,7 +312,7 @@ def main(argv: list[str] | None = None) -> None:
             "tinyad's `BatchNorm2d`, running statistics included, for the 4-D row). The device is",
             "synchronized before and after every timed call; contenders are interleaved; medians.",
             f"*Fused GB/s* counts the {FUSED_PASSES} array-sized memory passes tinyad's fused kernels make",
-            f"(forward 4, backward 6); the card's device-to-device copy bandwidth, `cupy.copyto` of 512 MiB",
+            "(forward 4, backward 6); the card's device-to-device copy bandwidth, `cupy.copyto` of 512 MiB",
             f"timed with CUDA events (read + write), measured **{bandwidth:.0f} GB/s**.",
             f"Command: `{COMMAND}`.",
             "",
@@ -307,7 +325,11 @@ def main(argv: list[str] | None = None) -> None:
             f"GPU: {gpu}; CuPy {cupy.__version__}. {machine_line()}",
         ]
     )
-    write_section(SECTION, markdown)
+    if args.markdown:
+        Path(args.markdown).write_text(markdown + "\n")
+        print(f"bench_gpu: wrote {args.markdown} (docs/benchmarks.md not changed)")
+    else:
+        write_section(SECTION, markdown)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """Shared fixtures: the devices a test can run on, and the "spy" backend.
 
 ``backend_device`` runs a test once per device: "cpu" always, and "cuda" when
-CuPy imports and sees a GPU; without one the CUDA case is reported as
-SKIPPED, with the reason and the command that installs CuPy.
+CuPy compiles and runs a test kernel on a GPU; otherwise the CUDA case is
+reported as SKIPPED, with the reason (no CuPy, no GPU, no kernel compiler) and
+the command that installs what is missing.
 
 ``spy_device`` registers a test-only device, "spy", for the duration of one
 test. It computes on the CPU with NumPy, but through a wrapper that lets a
@@ -33,28 +34,25 @@ import numpy
 import pytest
 
 from tinyad import backend as backend_module
-from tinyad.backend import Backend, cuda_is_available
+from tinyad.backend import Backend, cuda_unavailable_reason
 
 # ---------------------------------------------------------------------------
 # every available device
 # ---------------------------------------------------------------------------
 
-CUDA_SKIP_REASON = (
-    "device 'cuda' needs CuPy and a CUDA GPU, and this machine lacks one or both "
-    "(pip install \"tinyad[gpu]\": cupy-cuda12x; cupy-cuda11x for CUDA 11)"
-)
 
-
-def _cuda_available() -> bool:
+def _cuda_skip_reason() -> str | None:
+    """None where device "cuda" runs a kernel; otherwise the reason and the install command."""
     try:
-        return cuda_is_available()
-    except Exception:  # a broken CUDA install must skip, not error, the CUDA cases
-        return False
+        return cuda_unavailable_reason()
+    except Exception as error:  # a broken CUDA install must skip, not error, the CUDA cases
+        return f"device 'cuda' failed while being checked ({type(error).__name__}: {error})"
 
 
-CUDA_AVAILABLE = _cuda_available()
+CUDA_SKIP_REASON = _cuda_skip_reason()
+CUDA_AVAILABLE = CUDA_SKIP_REASON is None
 
-DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not CUDA_AVAILABLE, reason=CUDA_SKIP_REASON))]
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not CUDA_AVAILABLE, reason=CUDA_SKIP_REASON or ""))]
 
 
 @pytest.fixture(params=DEVICES)
@@ -65,7 +63,7 @@ def backend_device(request) -> str:
 
 @pytest.fixture
 def cuda_device() -> str:
-    """"cuda", or a skip when CuPy or a GPU is missing."""
+    """"cuda", or a skip saying why device "cuda" is not usable here."""
     if not CUDA_AVAILABLE:
         pytest.skip(CUDA_SKIP_REASON)
     return "cuda"

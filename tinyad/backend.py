@@ -9,12 +9,13 @@ not editing every op.
 Two devices exist:
 
 * ``"cpu"``: NumPy. Always there.
-* ``"cuda"``: CuPy on an NVIDIA GPU. Optional: ``import tinyad`` never needs
-  CuPy. The first ``Tensor(..., device="cuda")`` (or ``.to("cuda")``) imports
-  it; without CuPy, or without a usable GPU, that raises
-  ``CudaUnavailableError``, which names the extra to install
-  (``pip install "tinyad[gpu]"``, i.e. ``cupy-cuda12x``; ``cupy-cuda11x`` for
-  CUDA 11).
+* ``"cuda"``: CuPy on an NVIDIA GPU (``tinyad/backend_cuda.py``). Optional:
+  ``import tinyad`` never needs CuPy. The first ``Tensor(..., device="cuda")``
+  (or ``.to("cuda")``) imports it and runs one tiny kernel; without CuPy, a
+  usable GPU or the compiler CuPy builds kernels with, that raises
+  ``CudaUnavailableError``, which says which and what to install
+  (``pip install ".[gpu]"`` from a checkout: cupy-cuda12x[ctk]; cupy-cuda13x[ctk]
+  for CUDA 13).
 
 The same code runs on either device: ``Tensor(..., device="cuda")``,
 ``tensor.to("cuda")`` and ``.cpu()`` move tensors (gradients flow back
@@ -35,12 +36,18 @@ from typing import Any
 
 import numpy
 
-__all__ = ["Backend", "CupyBackend", "CudaUnavailableError", "get_backend", "cuda_is_available", "NUMPY"]
+__all__ = ["Backend", "CupyBackend", "CudaUnavailableError", "get_backend", "cuda_is_available", "cuda_unavailable_reason", "NUMPY"]
 
-GPU_INSTALL_HINT = (
-    'pip install "tinyad[gpu]" (the gpu extra installs cupy-cuda12x, CuPy for CUDA 12; '
-    "on CUDA 11 install cupy-cuda11x instead)"
-)
+# Names that live in tinyad.backend_cuda, reachable from here without importing it early.
+_CUDA_NAMES = ("CupyBackend", "GPU_INSTALL_HINT")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _CUDA_NAMES:
+        from tinyad import backend_cuda
+
+        return getattr(backend_cuda, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class CudaUnavailableError(ImportError, ValueError):
@@ -139,148 +146,37 @@ class Backend:
         return dx, sum_dy_xhat.reshape(-1), sum_dy.reshape(-1)
 
 
-class CupyBackend(Backend):
-    """CuPy on the current CUDA device. Built by ``get_backend("cuda")``.
-
-    Everything stays on the GPU. What differs from the NumPy backend:
-
-    * constants are made with ``cupy.full`` (a fill on the device), not
-      copied from the host;
-    * ``to_numpy`` is ``cupy.asnumpy``, the one device-to-host copy;
-    * fused BatchNorm runs as CuPy kernels: two per-channel reductions and
-      one elementwise pass forward, two reductions and one elementwise pass
-      backward, with x_hat recomputed from x instead of stored;
-    * values are not checked before an op (see ``Backend.checks_values``),
-      so cross_entropy does not check that targets lie in [0, classes) either,
-      and out-of-range integer indices wrap around (CuPy's indexing rule)
-      instead of raising IndexError.
-
-    The few operations that still wait for the device are the ones whose
-    result size depends on the data (indexing with a boolean mask) and
-    BatchNorm with ``momentum=None`` (it reads the batch count). Needs CuPy
-    >= 12 (``cupy.add.at``); the ``gpu`` extra installs CuPy 13 or newer.
-    """
-
-    checks_values = False
-
-    def __init__(self, cupy: Any, device: str = "cuda") -> None:
-        super().__init__(device, cupy)
-        self._kernels = None  # built on the first fused BatchNorm call
-
-    def scalar(self, value: Any, dtype: Any) -> Any:
-        return self.xp.full((), value, dtype=dtype)
-
-    def to_numpy(self, array: Any) -> numpy.ndarray:
-        return self.xp.asnumpy(array)
-
-    def _batch_norm_kernels(self) -> dict:
-        """The CUDA kernels of fused BatchNorm; CuPy compiles each on first call and caches it.
-
-        ``T`` is a type placeholder (float32 or float64, taken from the
-        arguments). Per-channel arrays have shape (1, C, 1, ...) and broadcast
-        against the (N, C, ...) ones; reductions run over the given axes.
-        """
-        if self._kernels is None:
-            cupy = self.xp
-            self._kernels = {
-                # sum over the batch (and spatial) axes: per-channel sum of x
-                "channel_sum": cupy.ReductionKernel(
-                    "T x", "T total", "x", "a + b", "total = a", "0", "tinyad_bn_channel_sum"
-                ),
-                # per-channel sum of squared deviations from the mean (two-pass variance)
-                "channel_squared_deviation": cupy.ReductionKernel(
-                    "T x, T mean", "T total", "(x - mean) * (x - mean)", "a + b", "total = a", "0",
-                    "tinyad_bn_channel_squared_deviation",
-                ),
-                # per-channel sum of dy * x_hat, with x_hat recomputed from x
-                "channel_sum_dy_xhat": cupy.ReductionKernel(
-                    "T dy, T x, T mean, T inv_std", "T total", "dy * ((x - mean) * inv_std)", "a + b",
-                    "total = a", "0", "tinyad_bn_channel_sum_dy_xhat",
-                ),
-                # y = gamma * x_hat + beta
-                "forward": cupy.ElementwiseKernel(
-                    "T x, T mean, T inv_std, T gamma, T beta", "T y",
-                    "y = (x - mean) * inv_std * gamma + beta",
-                    "tinyad_bn_forward",
-                ),
-                # dx = gamma * inv_std * (dy - mean(dy) - x_hat * mean(dy * x_hat)),
-                # the compact formula with the 1/m moved inside the brackets
-                "backward": cupy.ElementwiseKernel(
-                    "T dy, T x, T mean, T inv_std, T scale, T mean_dy, T mean_dy_xhat", "T dx",
-                    "dx = scale * (dy - mean_dy - (x - mean) * inv_std * mean_dy_xhat)",
-                    "tinyad_bn_backward",
-                ),
-            }
-        return self._kernels
-
-    def _per_channel(self, param: Any, shape: tuple, fill: float, dtype: Any) -> Any:
-        """``param`` reshaped to (1, C, 1, ...) in ``dtype``, or a constant ``fill`` if None."""
-        if param is None:
-            return self.xp.full(shape, fill, dtype=dtype)
-        return param.reshape(shape).astype(dtype, copy=False)
-
-    def fused_batch_norm_forward(self, x: Any, weight: Any, bias: Any, eps: float, axes: tuple) -> tuple:
-        kernels = self._batch_norm_kernels()
-        dtype = self.xp.result_type(*(a for a in (x, weight, bias) if a is not None))
-        x = x.astype(dtype, copy=False)
-        m = x.size // x.shape[1]
-        batch_mean = kernels["channel_sum"](x, axis=axes, keepdims=True) / m
-        batch_var = kernels["channel_squared_deviation"](x, batch_mean, axis=axes, keepdims=True) / m
-        inv_std = (batch_var + eps) ** -0.5
-        shape = batch_mean.shape
-        gamma = self._per_channel(weight, shape, 1.0, dtype)
-        beta = self._per_channel(bias, shape, 0.0, dtype)
-        y = kernels["forward"](x, batch_mean, inv_std, gamma, beta)
-        return y, batch_mean, batch_var, (batch_mean, inv_std)
-
-    def fused_batch_norm_backward(self, dy: Any, x: Any, weight: Any, saved: Any, axes: tuple) -> tuple:
-        kernels = self._batch_norm_kernels()
-        batch_mean, inv_std = saved
-        dtype = batch_mean.dtype
-        dy = dy.astype(dtype, copy=False)
-        x = x.astype(dtype, copy=False)
-        m = x.size // x.shape[1]
-        sum_dy = kernels["channel_sum"](dy, axis=axes, keepdims=True)
-        sum_dy_xhat = kernels["channel_sum_dy_xhat"](dy, x, batch_mean, inv_std, axis=axes, keepdims=True)
-        scale = self._per_channel(weight, inv_std.shape, 1.0, dtype) * inv_std
-        dx = kernels["backward"](dy, x, batch_mean, inv_std, scale, sum_dy / m, sum_dy_xhat / m)
-        return dx, sum_dy_xhat.reshape(-1), sum_dy.reshape(-1)
-
-
 NUMPY = Backend("cpu", numpy)
 """The backend of device "cpu" (NumPy), the one every tensor gets by default."""
 
 _BACKENDS = {"cpu": NUMPY}
 
 
-def _import_cupy() -> Any:
-    """CuPy, or CudaUnavailableError saying what to install."""
+def cuda_unavailable_reason() -> str | None:
+    """None when device "cuda" can be used; otherwise why not and what to install.
+
+    "Usable" means: CuPy imports, sees a GPU, and compiles and runs one tiny
+    kernel (a CuPy wheel without NVRTC imports and sees the GPU, then fails
+    at the first kernel).
+    """
     try:
-        import cupy
-    except ImportError as error:
-        raise CudaUnavailableError(f"device 'cuda' needs CuPy, which is not installed: {GPU_INSTALL_HINT}") from error
-    if not cupy.is_available():
-        raise CudaUnavailableError(
-            "device 'cuda': CuPy is installed but finds no usable CUDA GPU (no device, or no driver); "
-            f"check nvidia-smi, and that the CuPy wheel matches your CUDA version: {GPU_INSTALL_HINT}"
-        )
-    return cupy
+        get_backend("cuda")
+    except CudaUnavailableError as error:
+        return str(error)
+    return None
 
 
 def cuda_is_available() -> bool:
-    """True when device "cuda" can be used (CuPy imports and sees a GPU)."""
-    try:
-        get_backend("cuda")
-    except CudaUnavailableError:
-        return False
-    return True
+    """True when device "cuda" can be used (see ``cuda_unavailable_reason`` for why not)."""
+    return cuda_unavailable_reason() is None
 
 
 def get_backend(device: str | None) -> Backend:
     """The backend for ``device`` ("cpu" by default; "cuda" needs CuPy and a GPU).
 
     Raises ValueError for a name that is no device, and CudaUnavailableError
-    (an ImportError) for "cuda" on a machine that cannot run it.
+    (an ImportError) for "cuda" on a machine that cannot run it. A failed
+    "cuda" is not remembered: the next call tries again.
     """
     if device is None:
         return NUMPY
@@ -288,7 +184,9 @@ def get_backend(device: str | None) -> Backend:
     if name in _BACKENDS:
         return _BACKENDS[name]
     if name == "cuda":
+        from tinyad.backend_cuda import CupyBackend, import_cupy
+
         # one backend object per device: ops compare backends with ``is``
-        _BACKENDS["cuda"] = CupyBackend(_import_cupy())
+        _BACKENDS["cuda"] = CupyBackend(import_cupy())
         return _BACKENDS["cuda"]
     raise ValueError(f"unknown device {name!r}: expected 'cpu' or 'cuda'")
