@@ -105,13 +105,18 @@ verdict = tinyad.check.compare("your answer", answer, contributions[batch_mean.l
 print(f"\nexercise: your route through the mean = {answer:.6f}, engine = {contributions[batch_mean.label]:.6f}:",
       "right!" if verdict.approximate else "not yet: how much does the mean move when x_i moves by 1?")
 
-# --- Step 5: the picture -----------------------------------------------------
-drawing = viz.draw(
-    loss, highlight=x_i, through=[x_hat_i, batch_var, batch_mean],
-    title=f"BatchNorm over 4 samples: the three routes of dL/dx[{i}]",
-)
+# --- Step 5: the pictures -----------------------------------------------------
+# First every sample at once: each edge is labelled with the gradient message
+# it carried back, and coloured by the statistic it passes (red: own x_hat,
+# blue: batch variance, green: batch mean). Follow the green edges: the batch
+# mean collects a message from every centered value and sends dL/dmean / m
+# back to every sample. The edge x_i -> centered_i carries two routes at once
+# (own x_hat and variance): its label shows both shares and their sum.
+every = viz.every_sample(loss, samples, title="BatchNorm over 4 samples: the gradient reaches every sample")
+# Then one sample: only the routes of x[2], with its three contributions in the legend.
+one = viz.draw(loss, highlight=x_i, rankdir="BT", title=f"BatchNorm over 4 samples: the three routes of dL/dx[{i}]")
 try:
-    picture = drawing.render(out_dir / "batchnorm_routes.png")
-    print(f"\npicture: {picture}  (red: own x_hat, blue: batch variance, green: batch mean)")
+    print(f"\npicture: {every.render(out_dir / 'batchnorm_every_sample.png')}  (every sample's routes)")
+    print(f"picture: {one.render(out_dir / 'batchnorm_routes.png')}  (the routes of x[{i}])")
 except viz.RendererMissing as missing:
-    print(f"\n{missing}\nDOT source: {out_dir / 'batchnorm_routes.dot'}")
+    print(f"\n{missing}")

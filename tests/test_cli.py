@@ -68,7 +68,7 @@ def test_lessons_are_listed_and_run_by_number(tmp_path, monkeypatch, capsys):
     assert re.search(r"^\s*7\s+Lesson 7", listing, re.M)
     assert main(["lesson", "7", "--quick", "--out", str(tmp_path)]) == 0
     assert "right!" in capsys.readouterr().out
-    assert (tmp_path / "batchnorm_routes.dot").exists()
+    assert (tmp_path / "batchnorm_every_sample.png").exists()
 
 
 def test_unknown_lesson_number_is_a_clear_error(monkeypatch, capsys):
@@ -83,7 +83,9 @@ def test_animation_replays_backward_in_reverse_topological_order(tmp_path):
     page = viz.animate(loss, tmp_path / "bn.html").read_text()
     steps = json.loads(re.search(r"const steps = (\[.*?\]);\n", page, re.S).group(1))
     order = tinyad.graph.topological_order(loss)
-    assert [step["id"] for step in steps] == [f"n{i}" for i in reversed(range(len(order)))]
+    drawn = [f"n{i}" for i in reversed(range(len(order))) if f'id="n{i}"' in page]
+    assert len(drawn) > len(order) // 2
+    assert [step["id"] for step in steps] == drawn
     assert steps[0]["caption"].startswith("L:") and "seeded" in steps[0]["caption"]
     # every node of the drawing is in the page, with the id the script looks for
     for step in steps:
@@ -116,7 +118,8 @@ def test_tensor_batchnorm_routes_add_up_at_the_op_level():
     np.testing.assert_allclose(parts["batch_var"], hand["batch_var"] * 2 * centered / 6, atol=1e-12)
     np.testing.assert_allclose(parts["batch_mean"], np.broadcast_to(hand["batch_mean"] / 6, (6, 3)), atol=1e-12)
     source = viz.draw(loss, highlight=x, through=through).source
-    assert source.count("penwidth=2.5") >= 3
+    for colour in viz.ROUTE_COLOURS[:3]:
+        assert f'color="{colour}"' in source
 
 
 def test_collapse_groups_a_big_graph_into_few_boxes():

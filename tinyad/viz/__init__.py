@@ -1,0 +1,30 @@
+"""Seeing the gradient: drawings of the graph, the routes a gradient takes, plots, pages.
+
+* ``draw(root)``: the graph as Graphviz DOT text, one box per node (label,
+  op, data, grad); ``.render("g.png")`` draws it. ``draw(root, highlight=x)``
+  colours the routes of x's gradient and writes the message on every edge.
+* ``every_sample(loss)``: a BatchNorm graph with every sample's three routes
+  (own x_hat, batch variance, batch mean), every edge labelled.
+* ``routes(x, root)``: ``x.grad`` split by route, from the engine's messages.
+* ``animate(root, "page.html")``: a page that replays backward node by node.
+
+Modules: ``render`` (safe text, Graphviz), ``routes``, ``drawing``, ``page``.
+"""
+from .drawing import ROUTE_COLOURS, Drawing, draw, every_sample
+from .page import animate
+from .render import RendererMissing, clean, escape, render_bytes
+from .routes import routes, statistics_of
+
+__all__ = [
+    "draw",
+    "every_sample",
+    "Drawing",
+    "routes",
+    "statistics_of",
+    "animate",
+    "escape",
+    "clean",
+    "render_bytes",
+    "RendererMissing",
+    "ROUTE_COLOURS",
+]
