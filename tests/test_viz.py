@@ -349,3 +349,113 @@ def test_value_graph_parameters_are_drawn_as_parameters():
     assert viz.drawing.KIND_FILLS["parameter"][0] in gamma_line
     x_line = next(line for line in source.splitlines() if 'label="x[0]\\n' in line)
     assert viz.drawing.KIND_FILLS["input"][0] in x_line
+
+
+# --- the route plot (issue 18, point 3) -----------------------------------------
+
+
+def test_route_table_of_scalar_samples_is_routes_per_sample():
+    from tinyad.cli import batchnorm_graph
+
+    loss, inputs = batchnorm_graph(12, 1, seed=3)
+    samples = [row[0] for row in inputs]
+    table = viz.route_table(samples, loss)
+    for i, sample in enumerate(samples):
+        parts = viz.routes(sample, loss)
+        assert table["own x_hat"][i] == pytest.approx(parts[f"x_hat[{i},0]"], abs=1e-12)
+        assert table["batch variance"][i] == pytest.approx(parts["batch_var[0]"], abs=1e-12)
+        assert table["batch mean"][i] == pytest.approx(parts["batch_mean[0]"], abs=1e-12)
+        assert table["total"][i] == sample.grad
+    assert np.abs(table["other"]).max() < 1e-12
+
+
+def test_route_table_of_a_batchnorm_layer_in_a_trained_mlp_matches_the_hand_derivation():
+    from tinyad.cli import trained_mlp_batch
+
+    loss, bn_input = trained_mlp_batch(samples=32, steps=20, seed=1)
+    x = bn_input.data
+    m, feature = x.shape[0], 5
+    inv_std = 1 / np.sqrt(x.var(axis=0) + 1e-5)
+    d_x_hat = tinyad.find(loss, "x_hat").grad
+    d_var = tinyad.find(loss, "batch_var").grad.reshape(-1)
+    d_mean = tinyad.find(loss, "batch_mean").grad.reshape(-1)
+    table = viz.route_table(bn_input, loss, feature=feature)
+    np.testing.assert_allclose(table["own x_hat"], d_x_hat[:, feature] * inv_std[feature], atol=1e-12)
+    np.testing.assert_allclose(table["batch variance"],
+                               d_var[feature] * 2 * (x[:, feature] - x[:, feature].mean()) / m, atol=1e-12)
+    np.testing.assert_allclose(table["batch mean"], np.full(m, d_mean[feature] / m), atol=1e-12)
+    np.testing.assert_allclose(table["total"], bn_input.grad[:, feature])
+    np.testing.assert_allclose(table["own x_hat"] + table["batch variance"] + table["batch mean"] + table["other"],
+                               table["total"], atol=1e-15)
+
+
+def test_route_table_refuses_a_feature_out_of_range():
+    from tinyad.cli import trained_mlp_batch
+
+    loss, bn_input = trained_mlp_batch(samples=8, steps=0)
+    with pytest.raises(ValueError, match=r"feature must be in \[0, 15\]"):
+        viz.route_table(bn_input, loss, feature=16)
+
+
+def test_route_plot_of_256_samples_fits_a_screen(tmp_path):
+    from tinyad.cli import batchnorm_graph
+
+    loss, inputs = batchnorm_graph(256, 1)
+    path = tmp_path / "routes.png"
+    viz.plot_routes([row[0] for row in inputs], loss, path)
+    width, height = png_size(path.read_bytes())
+    assert 800 <= width <= 1600 and height <= 900
+
+
+# --- hostile labels (issue 18, point 6) -----------------------------------------
+
+HOSTILE = ["nul\x00byte", "esc\x1b[31mred", "lone \ud800 surrogate", "x" * 20_000, "<!--<script>", "</script>&amp;",
+           "del\x7f c1\x85", "\ufffe\uffff"]
+
+
+@pytest.mark.parametrize("text", HOSTILE, ids=range(len(HOSTILE)))
+def test_hostile_labels_and_op_names_give_well_formed_svg(text, tmp_path):
+    pytest.importorskip("pygraphviz")
+    import xml.etree.ElementTree as ElementTree
+
+    a = Value(2.0, text)
+    b = Value(3.0, "b")
+    out = a * b
+    out.op = text  # an op name is drawn too
+    out.label = text
+    out.backward()
+    drawing = viz.draw(out, highlight=a, title=text)
+    assert len(max(drawing.source.splitlines(), key=len)) < 2_000  # 20k characters were shortened
+    svg = drawing.render(tmp_path / "g.svg").read_text(encoding="utf-8")
+    ElementTree.fromstring(svg.encode("utf-8"))  # raises on any character XML does not allow
+
+
+def test_clean_keeps_what_is_printable_and_names_what_is_not():
+    assert viz.clean("x_hat[2,0]") == "x_hat[2,0]"
+    assert viz.clean("a\x00b\x1bc") == "a\u2400b\u241bc"
+    assert viz.clean("\ud800") == "\ufffd"
+    assert viz.clean("y" * 100).endswith("... (100 characters)")
+
+
+def test_render_writes_only_the_file_named(tmp_path):
+    pytest.importorskip("pygraphviz")
+    beside = tmp_path / "g.dot"
+    beside.write_text("mine")
+    out = Value(2.0, "a") * Value(3.0, "b")
+    out.backward()
+    viz.draw(out).render(tmp_path / "g.png")
+    with pytest.raises(ValueError, match="unknown picture format"):
+        viz.draw(out).render(tmp_path / "g.txt")
+    assert beside.read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g.dot", "g.png"]
+
+
+def test_rendering_prints_no_fontconfig_warning(tmp_path):
+    pytest.importorskip("pygraphviz")
+    script = ("from tinyad import Value, viz\n"
+              "out = Value(2.0, 'a') * Value(3.0, 'b')\nout.backward()\n"
+              f"viz.draw(out).render({str(tmp_path / 'g.png')!r})\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                          env={**__import__("os").environ, "PATH": ""})  # no system dot: the bundled engine draws
+    assert done.returncode == 0, done.stderr
+    assert "Fontconfig" not in done.stderr

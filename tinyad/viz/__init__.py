@@ -6,12 +6,15 @@
 * ``every_sample(loss)``: a BatchNorm graph with every sample's three routes
   (own x_hat, batch variance, batch mean), every edge labelled.
 * ``routes(x, root)``: ``x.grad`` split by route, from the engine's messages.
+* ``plot_routes(samples, loss, "routes.png")``: per sample, the routes as stacked
+  bars, for batches far too big to draw as a graph.
 * ``animate(root, "page.html")``: a page that replays backward node by node.
 
 Modules: ``render`` (safe text, Graphviz), ``routes``, ``drawing``, ``page``.
 """
 from .drawing import ROUTE_COLOURS, Drawing, draw, every_sample
 from .page import animate
+from .plot import plot_routes, route_table
 from .render import RendererMissing, clean, escape, render_bytes
 from .routes import routes, statistics_of
 
@@ -22,6 +25,8 @@ __all__ = [
     "routes",
     "statistics_of",
     "animate",
+    "plot_routes",
+    "route_table",
     "escape",
     "clean",
     "render_bytes",

@@ -327,13 +327,9 @@ def _plan_routes(order: list[Node], samples: list[Node], through: Sequence[Node]
     cut = {id(node) for node in statistics}
     consumers = _consumers(order)
     for route in routes.values():
+        shares = route_shares(order, route.statistics, samples, cut)
+        route.shares, route.contribution = shares.edges, shares.arrived
         for statistic in route.statistics:
-            shares = route_shares(order, statistic, samples, cut)
-            for key, value in shares.edges.items():
-                route.shares[key] = value if key not in route.shares else route.shares[key] + value
-            for sample_id, value in shares.arrived.items():
-                previous = route.contribution.get(sample_id)
-                route.contribution[sample_id] = value if previous is None else previous + value
             route.into |= _into_edges(statistic, consumers, cut)
     return [r for r in routes.values() if r.shares or r.into]
 

@@ -129,13 +129,21 @@ class RouteShares:
         self.edges = edges
 
 
-def route_shares(order: Sequence[Node], start: Node, samples: Sequence[Node], cut: set[int]) -> RouteShares:
-    """Send ``start.grad`` back to ``samples`` without passing the other ``cut`` nodes."""
+def route_shares(order: Sequence[Node], start: Node | Sequence[Node], samples: Sequence[Node],
+                 cut: set[int]) -> RouteShares:
+    """Send ``start.grad`` back to ``samples`` without passing the other ``cut`` nodes.
+
+    ``start`` may be several statistics of one kind (every sample's own
+    x_hat): one pass then carries all their gradients at once. A start is
+    itself a cut node, so no path is counted twice.
+    """
+    starts = [start] if isinstance(start, Node) else list(start)
     sample_ids = {id(x) for x in samples}
     above = depends_on(order, samples)
     pending: dict[int, Any] = {}
-    if start.grad is not None and id(start) in above:
-        pending[id(start)] = start.grad
+    for first in starts:
+        if first.grad is not None and id(first) in above:
+            pending[id(first)] = first.grad
     arrived: dict[int, Any] = {}
     used: dict[tuple[int, int, int], Any] = {}
     for node in reversed(order):
@@ -144,8 +152,7 @@ def route_shares(order: Sequence[Node], start: Node, samples: Sequence[Node], cu
             continue
         if id(node) in sample_ids:
             arrived[id(node)] = upstream
-            if node is not start:
-                continue  # a sample is where this route ends
+            continue  # a sample is where this route ends
         if not node.parents or node.backward_fn is None:
             continue
         for position, (parent, sent) in enumerate(zip(node.parents, _local_vjp(node, upstream))):
