@@ -4,6 +4,7 @@
     tinyad graph batchnorm --samples 4 --highlight 2 -o bn.svg    (the routes of one sample)
     tinyad graph expr "tanh(w*x + b)" --values w=-3 x=2 b=6.9 -o neuron.png
     tinyad graph expr "..." -o backward.html      (an animation of the backward pass)
+    tinyad graph batchnorm --every-sample -o bn.html              (a page: click a sample, step backward)
     tinyad routes batchnorm --samples 64 -o routes.png            (route plot, any batch size)
     tinyad routes mlp --feature 0 -o mlp_routes.png               (a BatchNorm layer in a trained MLP)
     tinyad lessons                                (list the lessons)
@@ -254,8 +255,14 @@ def _output_path(text: str, suffixes: Sequence[str]) -> Path:
 def _write_graph(root: Value, output: Path, **options: Any) -> None:
     """Write exactly ``output``: the picture, the DOT text, or the animation page."""
     if output.suffix.lower() == ".html":
-        print(f"wrote {viz.animate(root, output, **options)}")
+        if options.pop("every_sample", False):
+            options.pop("highlight", None)
+            options.pop("through", None)
+            print(f"wrote {viz.explore(root, output, **options)}")
+        else:
+            print(f"wrote {viz.animate(root, output, **options)}")
         return
+    options.pop("every_sample", None)
     drawing = viz.draw(root, **options)
     if output.suffix.lower() == ".dot":
         print(f"wrote {drawing.render(output)}")
@@ -296,7 +303,7 @@ def _graph_command(args: argparse.Namespace) -> int:
                 print(f"  {sample.label}: " + "  ".join(f"{k} {v:.6g}" for k, v in parts.items() if k != "other")
                       + f"  = {sample.grad:.6g}")
             title = f"BatchNorm over {args.samples} samples: the gradient reaches every sample"
-            _write_graph(loss, output, highlight=samples, title=title, rankdir="BT", **options)
+            _write_graph(loss, output, highlight=samples, title=title, rankdir="BT", every_sample=True, **options)
             return 0
         sample = inputs[args.highlight][0]
         through = [find(loss, f"x_hat[{args.highlight},0]"), find(loss, "batch_var[0]"), find(loss, "batch_mean[0]")]

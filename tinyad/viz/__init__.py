@@ -8,12 +8,13 @@
 * ``routes(x, root)``: ``x.grad`` split by route, from the engine's messages.
 * ``plot_routes(samples, loss, "routes.png")``: per sample, the routes as stacked
   bars, for batches far too big to draw as a graph.
-* ``animate(root, "page.html")``: a page that replays backward node by node.
+* ``explore(loss, "page.html")``: a self-contained page: click a sample to colour
+  its routes, step the backward pass node by node; ``animate`` is the same for any graph.
 
 Modules: ``render`` (safe text, Graphviz), ``routes``, ``drawing``, ``page``.
 """
 from .drawing import ROUTE_COLOURS, Drawing, draw, every_sample
-from .page import animate
+from .page import animate, explore
 from .plot import plot_routes, route_table
 from .render import RendererMissing, clean, escape, render_bytes
 from .routes import routes, statistics_of
@@ -25,6 +26,7 @@ __all__ = [
     "routes",
     "statistics_of",
     "animate",
+    "explore",
     "plot_routes",
     "route_table",
     "escape",
