@@ -81,7 +81,7 @@ def test_animation_replays_backward_in_reverse_topological_order(tmp_path):
     pytest.importorskip("pygraphviz")
     loss, inputs = batchnorm_graph(3, 1)
     page = viz.animate(loss, tmp_path / "bn.html").read_text()
-    steps = json.loads(re.search(r"const steps = (\[.*?\]);\n", page, re.S).group(1))
+    steps = json.loads(re.search(r"const DATA = (\{.*?\});\n", page, re.S).group(1))["steps"]
     order = tinyad.graph.topological_order(loss)
     drawn = [f"n{i}" for i in reversed(range(len(order))) if f'id="n{i}"' in page]
     assert len(drawn) > len(order) // 2

@@ -40,6 +40,8 @@ ROLE_COLOURS = {"own x_hat": "#d62728", "batch variance": "#1f77b4", "batch mean
 # further routes (a `through` of other nodes), after the three above
 OTHER_ROUTE_COLOURS = ["#9467bd", "#e377c2", "#8c564b", "#17becf", "#bcbd22"]
 ROUTE_COLOURS = list(ROLE_COLOURS.values()) + OTHER_ROUTE_COLOURS
+# on an edge that carries two routes, each share is named briefly (the colour says the rest)
+SHORT_NAMES = {"own x_hat": "own", "batch variance": "var", "batch mean": "mean"}
 NEUTRAL_EDGE = "#444444"  # an edge with a message that is on no route
 PLAIN_EDGE = "#999999"    # an edge that no gradient of interest passes
 
@@ -490,7 +492,8 @@ def draw(
             if len(on) > 1:
                 colours = ":".join(r.colour for r, _ in on)
                 cells = "".join(
-                    f'<tr><td><font color="{r.colour}">{html_text(r.name)}: {html_text(summary(v))}</font></td></tr>'
+                    f'<tr><td><font color="{r.colour}">{html_text(SHORT_NAMES.get(r.name, r.name))}: '
+                    f'{html_text(summary(v))}</font></td></tr>'
                     for r, v in on)
                 cells += f'<tr><td>= {html_text(summary(sent))}</td></tr>'
                 attributes += [f'color="{colours}"', "penwidth=1.6",

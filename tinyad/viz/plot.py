@@ -130,7 +130,7 @@ def plot_routes(x: Node | Sequence[Node], root: Node, path: str | Path | None = 
     for name in names:
         colours[name] = ROLE_COLOURS.get(name) or ("#999999" if name == "other" else next(extra, "#777777"))
     width_inches = min(12.0, max(6.4, 4.0 + 0.06 * count))
-    figure, axis = plt.subplots(figsize=(width_inches, 4.2))
+    figure, axis = plt.subplots(figsize=(width_inches, 4.5))
     positions = np.arange(count)
     up = np.zeros(count)
     down = np.zeros(count)
@@ -153,7 +153,8 @@ def plot_routes(x: Node | Sequence[Node], root: Node, path: str | Path | None = 
     if count <= 32:
         axis.set_xticks(positions, [str(i) for i in order], fontsize=8)
     axis.set_title(title or "BatchNorm's backward pass: the three routes of dL/dx_i, per sample", fontsize=10)
-    axis.legend(fontsize=8, loc="best", framealpha=0.9)
+    # the legend in one row under the axis, where it covers no bar
+    axis.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=len(names) + 1, frameon=False)
     figure.tight_layout()
     if path is not None:
         path = Path(path)
