@@ -114,7 +114,7 @@ def test_png_renders_with_dot_hidden_from_path(tmp_path, monkeypatch):
     path = viz.draw(out).render(tmp_path / "g.png")
     width, height = png_size(path.read_bytes())
     assert 50 < width < 5000 and 20 < height < 5000
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["g.png"]  # the file named, nothing beside it
+    assert (tmp_path / "g.dot").read_text().startswith("digraph")  # the DOT text beside it, to read
 
 
 def test_svg_renders_and_repr_svg_is_svg():
@@ -437,13 +437,13 @@ def test_clean_keeps_what_is_printable_and_names_what_is_not():
     assert viz.clean("y" * 100).endswith("... (100 characters)")
 
 
-def test_render_writes_only_the_file_named(tmp_path):
+def test_render_without_keep_dot_writes_only_the_file_named(tmp_path):
     pytest.importorskip("pygraphviz")
     beside = tmp_path / "g.dot"
     beside.write_text("mine")
     out = Value(2.0, "a") * Value(3.0, "b")
     out.backward()
-    viz.draw(out).render(tmp_path / "g.png")
+    viz.draw(out).render(tmp_path / "g.png", keep_dot=False)
     with pytest.raises(ValueError, match="unknown picture format"):
         viz.draw(out).render(tmp_path / "g.txt")
     assert beside.read_text() == "mine"

@@ -93,14 +93,15 @@ class Drawing:
     def __str__(self) -> str:
         return self.source
 
-    def render(self, path: str | Path, keep_dot: bool = False) -> Path:
+    def render(self, path: str | Path, keep_dot: bool = True) -> Path:
         """Write the picture to ``path``; the format is its suffix: .svg, .png, .pdf or .dot.
 
-        Writes the file named and nothing else, unless asked: with
-        ``keep_dot=True`` the DOT text is also written beside it (``path`` with
-        the suffix .dot), and when no renderer is installed the DOT text is
-        written there instead and the RendererMissing error says so.
-        Returns ``path``.
+        With ``keep_dot=True`` (the default, so a learner can read what was
+        drawn) the DOT text is also written beside the picture (``path`` with
+        the suffix .dot); ``keep_dot=False`` writes the file named and nothing
+        else (the ``tinyad`` command's ``-o`` never writes another file). When
+        no renderer is installed the DOT text is written beside ``path`` and
+        the RendererMissing error says so. Returns ``path``.
         """
         path = Path(path)
         fmt = path.suffix.lstrip(".").lower()
@@ -315,10 +316,7 @@ def _plan_routes(order: list[Node], samples: list[Node], through: Sequence[Node]
     routes: dict[str, _Route] = {}
     extra = 0
     for node in statistics:
-        role = role_of(node)
-        if role is None or (through is not None and len(samples) == 1 and role != "own x_hat"
-                            and sum(role_of(n) == role for n in statistics) > 1):
-            role = name_of(node)
+        role = role_of(node) or name_of(node)  # all batch means are one route (one per feature)
         if role not in routes:
             colour = ROLE_COLOURS.get(role)
             if colour is None:
