@@ -208,7 +208,7 @@ def _sample_data(root: Node, samples: Sequence[Node]) -> list[dict[str, Any]]:
                 "colour": route.colour,
                 "contribution": summary(route.contribution.get(id(sample), 0.0)),
                 "edges": [[edge_id(key), summary(value)] for key, value in route.shares.items()],
-                "into": [edge_id(key) for key in route.into],
+                "into": sorted(edge_id(key) for key in route.into),
             })
         found.append({"box": ids[id(sample)], "name": clean(name_of(sample)), "grad": summary(sample.grad),
                       "routes": routes})
