@@ -11,9 +11,11 @@
    the page says they show.
    The lesson draws into a scratch folder first, so a failing lesson leaves
    the pictures of its last good run in place.
-2. The ``tinyad`` command draws the pictures of the Tour and the derivation:
-   BatchNorm's gradient routes, an animation of the backward pass, and the
-   graph of a one-neuron expression.
+2. The ``tinyad`` command draws the pictures of the home page, the Tour and
+   the derivation: every sample's gradient routes through BatchNorm, the page
+   to explore them, the route plots of a batch of 64 (scalar, and a
+   BatchNorm1d layer in a trained MLP), one sample's routes, an animation of
+   the backward pass, and the graph of a one-neuron expression.
 3. Each lesson page ``docs/lessons/NN_name.md`` has a block between the
    markers below; it is rewritten with what the lesson printed and every
    picture of the lesson that the page does not already show by hand.
@@ -55,7 +57,12 @@ END = "<!-- end generated -->"
 
 BATCHNORM = ["graph", "batchnorm", "--samples", "4", "--features", "1", "--highlight", "2"]
 NEURON = ["graph", "expr", "tanh(w*x + b)", "--values", "w=-3", "x=2", "b=6.9"]
+EVERY_SAMPLE = ["graph", "batchnorm", "--samples", "4", "--features", "1", "--every-sample"]
 CLI_PICTURES = {
+    "batchnorm_every_sample.png": EVERY_SAMPLE,
+    "batchnorm_explore.html": EVERY_SAMPLE,
+    "batchnorm_routes_64.png": ["routes", "batchnorm", "--samples", "64"],
+    "batchnorm_mlp_routes.png": ["routes", "mlp", "--samples", "64"],
     "batchnorm_routes.svg": BATCHNORM,
     "backward_animation.html": BATCHNORM,
     "neuron_expression.svg": NEURON,

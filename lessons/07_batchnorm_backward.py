@@ -13,7 +13,9 @@ comes back along three routes:
 
 This script builds BatchNorm over 4 scalar samples, one node per number, runs
 backward, measures the three routes in the engine, checks them against the
-hand derivation, and draws the graph with the routes coloured.
+hand derivation, and draws the graph with every sample's routes coloured.
+Then it plots the routes of all 64 samples of a bigger batch, and writes a
+page where you can click a sample and step through the backward pass.
 
 Run:  python lessons/07_batchnorm_backward.py [--quick] [--wrong] [--out DIR]
 """
@@ -27,7 +29,7 @@ from tinyad import Value, viz
 from tinyad.nn.functional import batch_norm_scalar
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-parser.add_argument("--quick", action="store_true", help="skip nothing heavy (this lesson is small anyway)")
+parser.add_argument("--quick", action="store_true", help="a batch of 16 instead of 64 for the route plot")
 parser.add_argument("--wrong", action="store_true", help="use a wrong answer in the exercise to see what it reports")
 parser.add_argument("--out", default="lesson-output/07_batchnorm_backward", help="folder for the pictures")
 args = parser.parse_args()
@@ -105,13 +107,44 @@ verdict = tinyad.check.compare("your answer", answer, contributions[batch_mean.l
 print(f"\nexercise: your route through the mean = {answer:.6f}, engine = {contributions[batch_mean.label]:.6f}:",
       "right!" if verdict.approximate else "not yet: how much does the mean move when x_i moves by 1?")
 
-# --- Step 5: the picture -----------------------------------------------------
-drawing = viz.draw(
-    loss, highlight=x_i, through=[x_hat_i, batch_var, batch_mean],
-    title=f"BatchNorm over 4 samples: the three routes of dL/dx[{i}]",
-)
+# --- Step 5: the pictures -----------------------------------------------------
+# First every sample at once: each edge is labelled with the gradient message
+# it carried back, and coloured by the statistic it passes (red: own x_hat,
+# blue: batch variance, green: batch mean). Follow the green edges: the batch
+# mean collects a message from every centered value and sends dL/dmean / m
+# back to every sample. The edge x_i -> centered_i carries two routes at once
+# (own x_hat and variance): its label shows both shares and their sum.
+every = viz.every_sample(loss, samples, title="BatchNorm over 4 samples: the gradient reaches every sample")
+# Then one sample: only the routes of x[2], with its three contributions in the legend.
+one = viz.draw(loss, highlight=x_i, rankdir="BT", title=f"BatchNorm over 4 samples: the three routes of dL/dx[{i}]")
 try:
-    picture = drawing.render(out_dir / "batchnorm_routes.png")
-    print(f"\npicture: {picture}  (red: own x_hat, blue: batch variance, green: batch mean)")
+    print(f"\npicture: {every.render(out_dir / 'batchnorm_every_sample.png')}  (every sample's routes)")
+    print(f"picture: {one.render(out_dir / 'batchnorm_routes.png')}  (the routes of x[{i}])")
+    print(f"page:    {viz.explore(loss, out_dir / 'batchnorm_explore.html', samples)}  (open it in a browser: "
+          "click a sample, step the backward pass)")
 except viz.RendererMissing as missing:
-    print(f"\n{missing}\nDOT source: {out_dir / 'batchnorm_routes.dot'}")
+    print(f"\n{missing}")
+
+# --- Step 6: a batch too big to draw: the route plot ---------------------------
+# With 64 samples the graph has over 500 nodes. The route plot shows the same
+# three numbers per sample as stacked bars, sorted by x_i. Read the formula off
+# it: the mean route is one number for every sample (dL/dmean / m), the
+# variance route is a straight line in x_i (dL/dvar * 2 (x_i - mean) / m), and
+# only the own-x_hat route differs freely from sample to sample.
+batch = 16 if args.quick else 64
+rng = np.random.default_rng(7)
+big_samples = [Value(float(v), label=f"x[{k}]") for k, v in enumerate(rng.normal(1.0, 2.0, size=batch))]
+big_outputs = [row[0] for row in batch_norm_scalar([[x] for x in big_samples], [gamma], [beta])]
+big_loss = sum((float(w) * y for w, y in zip(rng.uniform(-2.0, 2.0, size=batch), big_outputs)), Value(0.0))
+big_loss.backward()
+table = viz.route_table(big_samples, big_loss)
+values = table["value"]
+slope = np.polyfit(values, table["batch variance"], 1)[0]
+straight = np.abs(table["batch variance"] - slope * (values - values.mean())).max()
+print(f"\n{batch} samples: the mean route is {table['batch mean'][0]:.6f} for all of them "
+      f"(spread {np.ptp(table['batch mean']):.1e}); the variance route is a line in x_i "
+      f"(largest distance from it {straight:.1e}); routes minus .grad: "
+      f"{np.abs(table['own x_hat'] + table['batch variance'] + table['batch mean'] - table['total']).max():.1e}")
+plot_path = out_dir / f"batchnorm_routes_{batch}.png"
+viz.plot_routes(big_samples, big_loss, plot_path, title=f"BatchNorm over {batch} samples: the three routes of dL/dx_i")
+print(f"picture: {plot_path}  (one bar per sample; the black dot is dL/dx_i)")

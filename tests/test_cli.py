@@ -58,7 +58,7 @@ def test_expression_with_a_missing_value_says_which(capsys):
 
 def test_batchnorm_with_one_sample_is_refused(capsys):
     assert main(["graph", "batchnorm", "--samples", "1", "-o", "x.dot"]) == 2
-    assert "at least 2" in capsys.readouterr().err
+    assert "--samples: graph batchnorm needs between 2 and" in capsys.readouterr().err
 
 
 def test_lessons_are_listed_and_run_by_number(tmp_path, monkeypatch, capsys):
@@ -68,7 +68,7 @@ def test_lessons_are_listed_and_run_by_number(tmp_path, monkeypatch, capsys):
     assert re.search(r"^\s*7\s+Lesson 7", listing, re.M)
     assert main(["lesson", "7", "--quick", "--out", str(tmp_path)]) == 0
     assert "right!" in capsys.readouterr().out
-    assert (tmp_path / "batchnorm_routes.dot").exists()
+    assert (tmp_path / "batchnorm_every_sample.png").exists()
 
 
 def test_unknown_lesson_number_is_a_clear_error(monkeypatch, capsys):
@@ -81,9 +81,11 @@ def test_animation_replays_backward_in_reverse_topological_order(tmp_path):
     pytest.importorskip("pygraphviz")
     loss, inputs = batchnorm_graph(3, 1)
     page = viz.animate(loss, tmp_path / "bn.html").read_text()
-    steps = json.loads(re.search(r"const steps = (\[.*?\]);\n", page, re.S).group(1))
+    steps = json.loads(re.search(r"const DATA = (\{.*?\});\n", page, re.S).group(1))["steps"]
     order = tinyad.graph.topological_order(loss)
-    assert [step["id"] for step in steps] == [f"n{i}" for i in reversed(range(len(order)))]
+    drawn = [f"n{i}" for i in reversed(range(len(order))) if f'id="n{i}"' in page]
+    assert len(drawn) > len(order) // 2
+    assert [step["id"] for step in steps] == drawn
     assert steps[0]["caption"].startswith("L:") and "seeded" in steps[0]["caption"]
     # every node of the drawing is in the page, with the id the script looks for
     for step in steps:
@@ -116,7 +118,8 @@ def test_tensor_batchnorm_routes_add_up_at_the_op_level():
     np.testing.assert_allclose(parts["batch_var"], hand["batch_var"] * 2 * centered / 6, atol=1e-12)
     np.testing.assert_allclose(parts["batch_mean"], np.broadcast_to(hand["batch_mean"] / 6, (6, 3)), atol=1e-12)
     source = viz.draw(loss, highlight=x, through=through).source
-    assert source.count("penwidth=2.5") >= 3
+    for colour in viz.ROUTE_COLOURS[:3]:
+        assert f'color="{colour}"' in source
 
 
 def test_collapse_groups_a_big_graph_into_few_boxes():
@@ -127,3 +130,90 @@ def test_collapse_groups_a_big_graph_into_few_boxes():
     boxes = [line for line in source.splitlines() if re.match(r"^\s*[ng]\d+ \[", line)]
     assert len(boxes) < 400
     assert "200 nodes (collapsed)" in source
+
+
+# --- hostile input and one-line errors (issue 18, point 6) ---------------------
+
+
+def run_tinyad(*arguments, timeout=60, cwd=None):
+    return subprocess.run([sys.executable, "-m", "tinyad", *arguments], capture_output=True, text=True,
+                          timeout=timeout, cwd=cwd)
+
+
+@pytest.mark.parametrize("expression, option", [
+    ("9**9**9", "expression"), ("10**400", "expression"), ("1/0", "expression"), ("1e308*10", "expression"),
+    ("+".join(["a"] * 5000), "expression"), ("+".join(["a"] * 300), "expression"), ("log(-1)", "expression"),
+    ("a**a", "expression"), ("(" * 300 + "a" + ")" * 300, "expression"), ("a\x1b[2J", "expression"), ("a\udcff", "expression"),
+    ("9" * 5000, "expression"), ("2**-2000", "expression"),
+])
+def test_hostile_expressions_end_in_one_line_naming_the_option(expression, option, tmp_path):
+    done = run_tinyad("graph", "expr", expression, "--values", "a=1.5", "-o", str(tmp_path / "e.dot"), timeout=30)
+    assert done.returncode == 2, done.stdout
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"tinyad: {option}"), done.stderr
+    assert not (tmp_path / "e.dot").exists()
+
+
+def test_a_nul_byte_in_an_expression_is_one_line(capsys):  # argv cannot hold NUL: in process
+    assert main(["graph", "expr", "a\x00", "--values", "a=1", "-o", "never.dot"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("tinyad: expression: cannot parse 'a\u2400'") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("arguments, option", [
+    (["graph", "batchnorm", "--samples", "x"], "argument --samples"),
+    (["graph", "batchnorm", "--samples", "100000"], "--samples"),
+    (["graph", "batchnorm", "--highlight", "9"], "--highlight"),
+    (["graph", "expr", "a", "--values", "a=1e400"], "--values"),
+    (["graph", "expr", "a", "--values", "a=nan"], "--values"),
+    (["graph", "expr", "a", "--values", "1a=2"], "--values"),
+    (["graph", "batchnorm", "-o", "picture.txt"], "-o"),
+    (["graph", "batchnorm", "--max-nodes", "0"], "--max-nodes"),
+    (["routes", "mlp", "--feature", "99"], "--feature"),
+    (["routes", "batchnorm", "--samples", "1"], "--samples"),
+    (["nonsense"], "argument command"),
+    ([], "the following arguments are required"),
+])
+def test_every_cli_error_is_one_tinyad_line_naming_the_option(arguments, option, capsys):
+    assert main(arguments) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"tinyad: {option}"), captured.err
+
+
+def test_output_never_overwrites_another_file(tmp_path, capsys):
+    pytest.importorskip("pygraphviz")
+    beside = tmp_path / "bn.dot"
+    beside.write_text("my own notes")
+    assert main(["graph", "batchnorm", "-o", str(tmp_path / "bn.png")]) == 0
+    assert main(["graph", "batchnorm", "-o", str(tmp_path / "bn.txt")]) == 2
+    assert beside.read_text() == "my own notes"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bn.dot", "bn.png"]
+
+
+def test_every_sample_option_draws_all_routes(tmp_path, capsys):
+    assert main(["graph", "batchnorm", "--samples", "3", "--every-sample", "-o", str(tmp_path / "bn.dot")]) == 0
+    source = (tmp_path / "bn.dot").read_text()
+    for colour in viz.ROUTE_COLOURS[:3]:
+        assert source.count(colour) >= 6
+    printed = capsys.readouterr().out
+    assert printed.count("batch_mean[0]") == 3
+
+
+def test_collapse_option_groups_nodes(tmp_path):
+    assert main(["graph", "batchnorm", "--samples", "40", "--collapse", "centered", "x_hat", "--max-nodes", "1000",
+                 "-o", str(tmp_path / "bn.dot")]) == 0
+    source = (tmp_path / "bn.dot").read_text()
+    assert "centered*\\n40 nodes (collapsed)" in source and "x_hat*\\n40 nodes (collapsed)" in source
+
+
+def test_routes_command_plots_a_batch_of_64(tmp_path):
+    done = run_tinyad("routes", "batchnorm", "--samples", "64", "-o", str(tmp_path / "routes.png"))
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "routes.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_lesson_help_shows_the_lessons_own_options():
+    done = run_tinyad("lesson", "7", "--help", cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    assert "--wrong" in done.stdout and "--out" in done.stdout
