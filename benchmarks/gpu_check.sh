@@ -15,7 +15,7 @@
 # the next, and summary.txt says which one.
 #
 # Dry run on a machine without a GPU: TINYAD_GPU_DRY_RUN=1 makes "cupy" the NumPy stand-in of
-# tests/backend/cupy_standin.py for the smoke test (shrunk with --small) and runs the device
+# tests/backend/cupy_standin.py for the smoke test (shrunk with --quick) and runs the device
 # tests that need no GPU; the benchmark then stops with its no-GPU message. It checks this
 # script and the smoke test's logic, not CUDA.
 set -uo pipefail
@@ -71,7 +71,7 @@ export DRY
 export -f environment
 step environment 30 environment.txt bash -c environment
 if [ "$DRY" = "1" ]; then
-    step smoke 80 smoke.txt python benchmarks/gpu_smoke.py --small
+    step smoke 80 smoke.txt python benchmarks/gpu_smoke.py --quick
     step tests 170 tests.txt python -m pytest tests/backend/test_cuda_device.py tests/backend/test_cuda_standin.py \
         tests/backend/test_cuda_launch.py tests/backend/test_devices.py -q -rs -p no:cacheprovider
 else

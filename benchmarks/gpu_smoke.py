@@ -8,8 +8,8 @@ order, 2-D and 4-D, odd sizes, large arrays, float16 whose per-channel sums
 pass float16's largest value, and a case without gamma and beta.
 
 Run:  python benchmarks/gpu_smoke.py               (on a machine with a GPU)
-      python benchmarks/gpu_smoke.py --small       (the large cases shrunk, for the CPU stand-in)
-      TINYAD_GPU_DRY_RUN=1 python benchmarks/gpu_smoke.py --small
+      python benchmarks/gpu_smoke.py --quick       (the large cases shrunk, for the CPU stand-in)
+      TINYAD_GPU_DRY_RUN=1 python benchmarks/gpu_smoke.py --quick
           (no GPU: "cupy" is the NumPy stand-in of tests/backend/cupy_standin.py, so the
            script's own logic and the kernels' arithmetic run, not CUDA)
 
@@ -103,7 +103,7 @@ def run_case(label, shape, dtype, order, affine, offset, rng) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--small", action="store_true", help="shrink the large cases (for the CPU stand-in)")
+    parser.add_argument("--quick", action="store_true", help="shrink the large cases (for the CPU stand-in)")
     args = parser.parse_args(argv)
     if os.environ.get("TINYAD_GPU_DRY_RUN") == "1":
         sys.path.insert(0, str(ROOT / "tests" / "backend"))
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gpu_smoke: {reason}")
         return 2
     rng = np.random.default_rng(0)
-    results = [run_case(*case, rng) for case in cases(args.small)]
+    results = [run_case(*case, rng) for case in cases(args.quick)]
     print(f"gpu_smoke: {sum(results)} of {len(results)} cases pass")
     return 0 if all(results) else 1
 

@@ -84,6 +84,6 @@ def test_gpu_smoke_passes_on_the_stand_in(monkeypatch, no_cuda_backend_cached, c
     smoke = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(smoke)
     cupy_standin.install(monkeypatch)
-    assert smoke.main(["--small"]) == 0
+    assert smoke.main(["--quick"]) == 0
     out = capsys.readouterr().out
     assert "FAIL" not in out and out.count("PASS") == len(smoke.cases(True))
