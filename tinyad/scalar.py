@@ -11,6 +11,7 @@ up; nothing here needs to know how the graph is walked.
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any, Union
 
 from . import graph
@@ -36,6 +37,26 @@ def _as_value(other):
     return None
 
 
+def _as_float(data: object) -> float:
+    """``data`` as a float, if it is one real number (an int, a float, a NumPy number)."""
+    if isinstance(data, bool) or not isinstance(data, numbers.Real):
+        raise TypeError(
+            f"a Value holds one real number (an int or a float), got {data!r} of type {type(data).__name__}"
+            + (": convert the text first, e.g. Value(float(text))" if isinstance(data, str) else "")
+        )
+    return float(data)
+
+
+def _float_pow(base: float, exponent: float) -> float:
+    """base ** exponent; a result past the largest float raises a ValueError naming the op."""
+    try:
+        return base**exponent
+    except OverflowError:
+        raise ValueError(
+            f"**: {base!r} ** {exponent!r} overflows a float (the result exceeds 1.8e308)"
+        ) from None
+
+
 def _check_pow_domain(base: float, exponent: float) -> None:
     if base == 0.0 and exponent < 0:
         raise ValueError(
@@ -54,8 +75,14 @@ def _power_slope(base: float, exponent: float) -> float:
     if base == 0.0 and exponent <= 1.0:
         if exponent == 0.0:
             return 0.0
+        if exponent == 0.5:  # PyTorch takes x ** 0.5 as sqrt, whose slope keeps the sign of zero
+            return math.copysign(math.inf, base)
         return 1.0 if exponent == 1.0 else math.inf
-    return exponent * base ** (exponent - 1.0)
+    try:
+        return exponent * base ** (exponent - 1.0)
+    except OverflowError:  # past the largest float: +-inf, as PyTorch gives
+        odd_power = base < 0 and (exponent - 1.0) % 2 == 1
+        return math.copysign(math.inf, exponent) * (-1.0 if odd_power else 1.0)
 
 
 class Value(Node):
@@ -77,7 +104,9 @@ class Value(Node):
         self, data: Number, label: str = "", parents: tuple = (), op: str = "", backward_fn=None, saved: Any = None
     ) -> None:
         # parents, op, backward_fn and saved are given by the ops below (see graph.Node)
-        Node.__init__(self, float(data), parents, op, backward_fn, saved, label)
+        if type(data) is not float:  # ops pass floats; anything else is checked
+            data = _as_float(data)
+        Node.__init__(self, data, parents, op, backward_fn, saved, label)
         self.grad = 0.0
 
     def __repr__(self) -> str:
@@ -173,7 +202,8 @@ class Value(Node):
     def _div_backward(node: Value, upstream: float) -> tuple:
         # d(a / b)/da = 1 / b,  d(a / b)/db = -a / b^2
         a, b = node.parents
-        return (upstream / b.data, -upstream * a.data / (b.data * b.data))
+        # (divided by b twice, not by b * b, which can round to 0.0 for a tiny b)
+        return (upstream / b.data, -upstream * a.data / b.data / b.data)
 
     def __rtruediv__(self, other: Number) -> Value:
         other = _as_value(other)
@@ -189,7 +219,7 @@ class Value(Node):
         if not isinstance(exponent, (int, float)) or isinstance(exponent, bool):
             return NotImplemented
         _check_pow_domain(self.data, exponent)
-        return _result(self.data**exponent, (self,), f"**{exponent:g}", Value._pow_backward, saved=float(exponent))
+        return _result(_float_pow(self.data, exponent), (self,), f"**{exponent:g}", Value._pow_backward, saved=float(exponent))
 
     @staticmethod
     def _pow_backward(node: Value, upstream: float) -> tuple:
@@ -252,8 +282,8 @@ class Value(Node):
     @staticmethod
     def _sqrt_backward(node: Value, upstream: float) -> tuple:
         # d(sqrt a)/da = 1 / (2 sqrt a); +inf at a = 0, as in PyTorch
-        if node.data == 0.0:
-            return (math.inf * upstream if upstream != 0.0 else 0.0,)
+        if node.data == 0.0:  # sqrt(-0.0) = -0.0 gives -inf
+            return (math.copysign(math.inf, node.data) * upstream if upstream != 0.0 else 0.0,)
         return (upstream / (2.0 * node.data),)
 
     def tanh(self) -> Value:
@@ -281,13 +311,14 @@ class Value(Node):
         return (s * (1.0 - s) * upstream,)
 
     def relu(self) -> Value:
-        return _result(self.data if self.data > 0.0 else 0.0, (self,), "relu", Value._relu_backward)
+        # negative numbers become 0; -0.0 and NaN pass through unchanged, as in PyTorch
+        return _result(0.0 if self.data < 0.0 else self.data, (self,), "relu", Value._relu_backward)
 
     @staticmethod
     def _relu_backward(node: Value, upstream: float) -> tuple:
-        # d(max(0, a))/da = 1 if a > 0 else 0 (0 at a = 0, as in PyTorch)
+        # d(max(0, a))/da = 1 if a > 0 else 0 (0 at a = 0; 1 at NaN, as in PyTorch)
         (a,) = node.parents
-        return (upstream if a.data > 0.0 else 0.0,)
+        return (0.0 if a.data <= 0.0 else upstream,)
 
     def abs(self) -> Value:
         return _result(abs(self.data), (self,), "abs", Value._abs_backward)
@@ -315,4 +346,4 @@ def _value_pow(base: Value, exponent: Value) -> Value:
             "needs a > 0 (use a plain number as exponent if it is a constant)"
         )
     _check_pow_domain(base.data, exponent.data)
-    return _result(base.data**exponent.data, (base, exponent), "**", Value._value_pow_backward)
+    return _result(_float_pow(base.data, exponent.data), (base, exponent), "**", Value._value_pow_backward)

@@ -117,6 +117,21 @@ def first_bad(backend: Backend, data: Any, bad: Any) -> str:
     return f"got {value!r}{where_} ({count} of {data.size} elements)"
 
 
+def result_dtype(a: "Tensor", b: "Tensor") -> Any:
+    """The dtype PyTorch computes ``a op b`` in, where it differs from NumPy's rule.
+
+    Kinds rank bool < integer < floating < complex, and the higher kind wins.
+    Within it, a tensor with dimensions decides over a 0-d one: float32 + an
+    int64 tensor stays float32, and a 0-d float64 tensor does not turn a
+    float32 batch into float64 (NumPy 2 would give float64 in both cases).
+    """
+    rank = {"b": 0, "i": 1, "u": 1, "f": 2, "c": 3}
+    top = max(rank[a.dtype.kind], rank[b.dtype.kind])
+    candidates = [t for t in (a, b) if rank[t.dtype.kind] == top]
+    deciding = [t for t in candidates if t.ndim > 0] or candidates
+    return a.backend.xp.result_type(*(t.dtype for t in deciding))
+
+
 def _binary(function: Callable, tensor: "Tensor", other: Any, symbol: str, reflected: bool = False) -> Any:
     """``function(tensor, other)`` for an operator, or ``function(other, tensor)``
     for its reflected form (``2 - t``); NotImplemented for an operand that is
@@ -163,7 +178,11 @@ class Tensor(Node):
         # a copy, as torch.tensor makes: optimizers update .data in place and
         # must not write into the caller's array
         array = backend.xp.array(data, dtype=dtype, copy=True)
-        if requires_grad and array.dtype.kind not in "fc":
+        if array.dtype.kind not in "biufc":
+            raise TypeError(
+                f"a Tensor holds numbers (bool, int, float or complex), got dtype {array.dtype} from {data!r:.60}"
+            )
+        if requires_grad and array.dtype.kind != "f":
             raise ValueError(
                 f"only floating-point tensors can require gradients, got dtype {array.dtype}: "
                 "a gradient is a small real change, which an integer cannot make "
@@ -231,7 +250,7 @@ class Tensor(Node):
 
     def requires_grad_(self, requires_grad: bool = True) -> "Tensor":
         """Mark a leaf as needing a gradient (in place), as PyTorch does."""
-        if requires_grad and self.data.dtype.kind not in "fc":
+        if requires_grad and self.data.dtype.kind != "f":
             raise ValueError(f"only floating-point tensors can require gradients, got dtype {self.dtype}")
         self.requires_grad = requires_grad
         return self

@@ -12,7 +12,7 @@ from contextlib import nullcontext
 from typing import Any
 
 from ..backend import Backend
-from ..tensor import Tensor, TensorLike, _operand, _result, first_bad, shape_error, unbroadcast
+from ..tensor import Tensor, TensorLike, _operand, _result, first_bad, result_dtype, shape_error, unbroadcast
 
 __all__ = [
     "add", "sub", "neg", "mul", "div", "power", "tensor_power",
@@ -22,9 +22,11 @@ __all__ = [
 
 
 def _broadcasting(op: str, compute: Any, a: Tensor, b: Tensor) -> Any:
-    """``compute(a.data, b.data)``, with NumPy's shape error told in tinyad's words."""
+    """``compute(a.data, b.data)`` in PyTorch's result dtype (``result_dtype``),
+    with NumPy's shape error told in tinyad's words."""
+    dtype = result_dtype(a, b)
     try:
-        return compute(a.data, b.data)
+        return compute(a.data.astype(dtype, copy=False), b.data.astype(dtype, copy=False))
     except ValueError:
         raise shape_error(op, a.shape, b.shape) from None
 
@@ -132,6 +134,11 @@ def _power_backward(node: Tensor, upstream: Any) -> tuple:
     exponent = node.saved
     if exponent == 0:
         return (upstream * 0,)
+    if exponent == 0.5:
+        # d(a^0.5)/da = 1 / (2 sqrt a), written as sqrt's derivative: the sign of a
+        # zero carries through (-0.0 gives -inf), as PyTorch, which computes a ** 0.5 as sqrt
+        with _quiet(node.backend.xp):
+            return (upstream / (2 * node.data),)
     # Only for 0 < n < 1 can a^(n-1) divide by zero: 0 ** (n - 1) = +inf, as in
     # PyTorch, without NumPy's warning. (For n < 0 the forward refused a = 0.)
     with _quiet(node.backend.xp) if 0 < exponent < 1 else nullcontext():
@@ -169,12 +176,15 @@ def tensor_power(base: Tensor, exponent: Tensor) -> Tensor:
 
 
 def _tensor_power_backward(node: Tensor, upstream: Any) -> tuple:
-    # d(a^b)/da = b * a^(b-1),  d(a^b)/db = a^b * ln(a)   (taken as 0 where a = 0)
+    # d(a^b)/da = b * a^(b-1)   (0 where b = 0, also at a = 0, where a^(b-1) is inf)
+    # d(a^b)/db = a^b * ln(a)   (taken as 0 where a = 0)
     a, b = node.parents
     xp = node.backend.xp
     grad_a = grad_b = None
     if a.requires_grad:
-        grad_a = unbroadcast(upstream * b.data * a.data ** (b.data - 1), a.shape)
+        with _quiet(xp):
+            slope = xp.where(b.data == 0, 0, b.data * a.data ** (b.data - 1))
+        grad_a = unbroadcast(upstream * slope, a.shape)
     if b.requires_grad:
         positive = a.data > 0
         log_a = xp.log(xp.where(positive, a.data, 1))
@@ -253,13 +263,16 @@ def _sigmoid_backward(node: Tensor, upstream: Any) -> tuple:
 
 
 def relu(a: Tensor) -> Tensor:
-    return _result(a.backend.xp.maximum(a.data, 0), (a,), "relu", _relu_backward, a.backend)
+    # negative values become 0; -0.0 and NaN pass through unchanged, as in PyTorch
+    return _result(a.backend.xp.where(a.data < 0, 0, a.data), (a,), "relu", _relu_backward, a.backend)
 
 
 def _relu_backward(node: Tensor, upstream: Any) -> tuple:
-    # d max(0, a)/da = 1 where a > 0, else 0 (0 at a = 0, as in PyTorch)
+    # d max(0, a)/da = 1 where a > 0, else 0 (0 at a = 0, as in PyTorch). The
+    # gradient is *selected*, not multiplied by a 0/1 mask: 0 * inf would be NaN
+    # where relu(a) = 0 feeds a sqrt, and PyTorch gives 0 there
     (a,) = node.parents
-    return (upstream * (a.data > 0),)
+    return (node.backend.xp.where(a.data <= 0, 0, upstream),)
 
 
 def abs(a: Tensor) -> Tensor:
@@ -267,9 +280,11 @@ def abs(a: Tensor) -> Tensor:
 
 
 def _abs_backward(node: Tensor, upstream: Any) -> tuple:
-    # d|a|/da = sign(a) (0 at a = 0, as in PyTorch)
+    # d|a|/da = sign(a): selected, +upstream where a > 0 and -upstream where
+    # a < 0, else 0 (at a = 0, and at NaN, as in PyTorch)
     (a,) = node.parents
-    return (upstream * node.backend.xp.sign(a.data),)
+    xp = node.backend.xp
+    return (xp.where(a.data > 0, upstream, xp.where(a.data < 0, -upstream, 0)),)
 
 
 # ---- choosing between two inputs ---------------------------------------------
@@ -289,14 +304,15 @@ def _extremum(a: TensorLike, b: TensorLike, op: str) -> Tensor:
 
 def _extremum_backward(node: Tensor, upstream: Any) -> tuple:
     # the gradient goes to whichever input was picked; on a tie each gets half
-    # (PyTorch's rule for maximum/minimum)
+    # (PyTorch's rule). Selected, never multiplied by a mask (0 * inf is NaN).
+    # Where a NaN makes both comparisons false, both inputs get it, as in PyTorch.
     a, b = node.parents
-    a_share = (a.data == node.data).astype(upstream.dtype)  # not * 1.0: keeps float32 float32
-    b_share = (b.data == node.data).astype(upstream.dtype)
-    total = a_share + b_share
+    xp = node.backend.xp
+    loses_a, loses_b = (a.data < b.data, a.data > b.data) if node.op == "maximum" else (a.data > b.data, a.data < b.data)
+    shared = xp.where(a.data == b.data, upstream / 2, upstream)
     return (
-        unbroadcast(upstream * (a_share / total), a.shape) if a.requires_grad else None,
-        unbroadcast(upstream * (b_share / total), b.shape) if b.requires_grad else None,
+        unbroadcast(xp.where(loses_a, 0, shared), a.shape) if a.requires_grad else None,
+        unbroadcast(xp.where(loses_b, 0, shared), b.shape) if b.requires_grad else None,
     )
 
 

@@ -41,6 +41,11 @@ def _count(shape: tuple, axes: tuple) -> int:
     return count
 
 
+def _result_size(shape: tuple, axes: tuple) -> int:
+    """How many numbers the reduction over ``axes`` gives."""
+    return _count(shape, tuple(a for a in range(len(shape)) if a not in axes))
+
+
 def _expand_reduced(gradient: Any, input_shape: tuple, axes: tuple, keepdims: bool) -> Any:
     """Put back the reduced axes (as size 1) so ``gradient`` broadcasts against the input."""
     if not keepdims:
@@ -68,10 +73,10 @@ def _sum_backward(node: Tensor, upstream: Any) -> tuple:
 def mean(a: Tensor, axis: Axis = None, keepdims: bool = False) -> Tensor:
     axes = _normalize_axes(axis, a.ndim, "mean")
     count = _count(a.shape, axes)
-    if count == 0:
+    if count == 0 and _result_size(a.shape, axes) > 0:  # an empty result is fine, as in PyTorch
         raise ValueError(f"mean: cannot average over zero elements (shape {a.shape}, axis {axis})")
     # NumPy's mean, which accumulates float16 in float32 (a float16 sum passes 65504 and becomes inf)
-    data = a.data.mean(axis=axes, keepdims=keepdims)
+    data = a.data.mean(axis=axes, keepdims=keepdims) if count else a.data.sum(axis=axes, keepdims=keepdims)  # the empty result
     return _result(data, (a,), "mean", _mean_backward, a.backend, saved=(axes, keepdims, count))
 
 
@@ -116,9 +121,9 @@ def max(a: Tensor, axis: Axis = None, keepdims: bool = False) -> Tensor:
     """Largest value along ``axis``; ties share the gradient equally
     (PyTorch's ``amax`` rule)."""
     axes = _normalize_axes(axis, a.ndim, "max")
-    if _count(a.shape, axes) == 0:
+    if _count(a.shape, axes) == 0 and _result_size(a.shape, axes) > 0:  # an empty result is fine, as in PyTorch
         raise ValueError(f"max: cannot take the maximum of zero elements (shape {a.shape})")
-    data = a.data.max(axis=axes, keepdims=keepdims)
+    data = a.data.max(axis=axes, keepdims=keepdims) if a.size else a.data.sum(axis=axes, keepdims=keepdims)  # the empty result
     return _result(data, (a,), "max", _max_backward, a.backend, saved=(axes, keepdims))
 
 
@@ -126,8 +131,11 @@ def _max_backward(node: Tensor, upstream: Any) -> tuple:
     # d max/da_j = 1 for the maximal element (1/k each when k elements tie)
     (a,) = node.parents
     axes, keepdims = node.saved
+    xp = node.backend.xp
     largest = _expand_reduced(node.data, a.shape, axes, keepdims)
-    is_max = a.data == largest
+    is_max = (a.data == largest) | (xp.isnan(a.data) & xp.isnan(largest))  # a NaN is the maximum where it occurs
     ties = is_max.sum(axis=axes, keepdims=True).astype(upstream.dtype)  # int counts would promote float32
     gradient = _expand_reduced(upstream, a.shape, axes, keepdims)
-    return (gradient * is_max / ties,)
+    # multiplied by the 0/1 mask, not selected, as PyTorch does for amax: an
+    # infinite upstream gives NaN at the other elements there too
+    return (gradient / ties * is_max,)
