@@ -20,6 +20,8 @@ import numpy as np
 
 from . import graph
 from .graph import Node
+from .scalar import Value
+from .tensor import Tensor
 
 __all__ = [
     "gradcheck",
@@ -33,49 +35,35 @@ __all__ = [
 ]
 
 
-def _is_tensor(node: Any) -> bool:
-    try:
-        from .tensor import Tensor  # imported late: check works before tensors exist
-    except ModuleNotFoundError as error:
-        if error.name != f"{__package__}.tensor":
-            raise  # tensor.py exists but one of its own imports failed
-        return False
-    return isinstance(node, Tensor)
-
-
 def _fresh_leaf(original: Node, array: np.ndarray) -> Node:
     """A new float64 leaf with ``array`` as data, so the caller's grads stay untouched."""
-    if _is_tensor(original):
-        from .tensor import Tensor
-
+    if isinstance(original, Tensor):
         return Tensor(array.copy(), requires_grad=True, device=original.device, label=original.label)
-    from .scalar import Value
-
     return Value(float(array), label=original.label)
 
 
 def _data_as_float64(node: Node) -> np.ndarray:
-    if _is_tensor(node):
+    if isinstance(node, Tensor):
         return np.array(node.numpy(), dtype=np.float64)
     return np.array(node.data, dtype=np.float64)
 
 
 def _grad_on_host(leaf: Node) -> Any:
     """The leaf's gradient as a host (NumPy) array: a GPU tensor's is copied back."""
-    if _is_tensor(leaf) and leaf.grad is not None:
+    if isinstance(leaf, Tensor) and leaf.grad is not None:
         return leaf.backend.to_numpy(leaf.grad)
     return leaf.grad
 
 
 def _set_element(leaf: Node, index: tuple, value: float) -> None:
-    if _is_tensor(leaf):
+    if isinstance(leaf, Tensor):
         leaf.data[index] = value
     else:
         leaf.data = float(value)
 
 
 def _scalar_of(output: Any) -> float:
-    if _is_tensor(output):
+    if isinstance(output, Tensor):
         if output.data.size != 1:
             raise ValueError(
                 f"gradcheck: fn must return a single number, got a tensor of shape {output.shape}"
@@ -285,7 +273,6 @@ def check_batch_norm_by_hand(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
     """
     from .graph import find
     from .nn.functional import batch_norm
-    from .tensor import Tensor
 
     x = np.asarray(x, dtype=np.float64)
     if dy is None:
