@@ -107,8 +107,6 @@ def _plain(answer: Any) -> Any:
 
 def _short(answer: Any) -> str:
     """A one-line view of an answer: the number, or the first few numbers and the shape."""
-    if isinstance(answer, Mapping):
-        return "{" + ", ".join(answer) + "}"
     array = np.asarray(_plain(answer), dtype=np.float64)
     if array.ndim == 0:
         return f"{float(array):.6g}"
@@ -135,6 +133,8 @@ class Exercise:
         self.lesson, self.task, self.hints = lesson, task, tuple(hints)
         self.engine, self.cases = engine, [tuple(case) for case in cases]
         self.rtol, self.atol = rtol, atol
+        self.passed = False  # after run(): did the graded function give the engine's answer?
+        self.function: Callable | None = None  # after run(): the function graded (yours, the reference or a mistake)
 
     # --- grading -------------------------------------------------------------------
 
@@ -181,6 +181,7 @@ class Exercise:
         name = yours.__name__
         expected = self.engine(*copy.deepcopy(self.cases[0]))
         function, label = yours, f"your {name}"
+        self.passed, self.function = False, yours
         if mode in ("solution", "wrong"):
             try:
                 solutions = load_solutions(self.lesson)
@@ -193,6 +194,7 @@ class Exercise:
                 description, function = solutions.MISTAKES[name][0]
                 label = f"a wrong {name} ({description})"
 
+        self.function = function
         stub, answer, error = is_stub(function, self.cases[0])
         if stub:
             self._explain_stub(yours)
@@ -218,9 +220,10 @@ class Exercise:
             rows += self.grade(case_answer, case_expected, f"case {number + 1}" if mode == "check" else "")
         right = self._passed(rows)
         where = f" on all {len(cases)} examples" if mode == "check" else ""
-        print(f"\nexercise: {label} = {_short(answer)}, engine = {_short(expected)}{where}: "
-              + ("right!" if right else "not yet"))
+        values = "" if isinstance(expected, Mapping) else f" = {_short(answer)}, engine = {_short(expected)}"
+        print(f"\nexercise: {label}{values}{where}: " + ("right!" if right else "not yet"))
         print(self._table(rows))
+        self.passed = right
         if right:
             if mode == "yours":
                 print(f"  (`tinyad lesson {int(self.lesson[:2])} --check` tries it on {len(self.cases)} examples)")
