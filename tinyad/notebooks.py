@@ -158,8 +158,9 @@ def write_notebook(path: str | Path, output_dir: str | Path = ".", flags: Sequen
 
 def add_command(commands: argparse._SubParsersAction) -> None:
     """Register ``tinyad notebook N [-o DIR] [lesson flags...]`` on the CLI's subcommands."""
-    parser = commands.add_parser(
-        "notebook", help="write lesson N as a Jupyter notebook NN_name.ipynb (extra flags go to its sys.argv)")
+    parser = commands.add_parser(  # no abbreviations: the lesson's --out must not be read as --output-dir
+        "notebook", help="write lesson N as a Jupyter notebook NN_name.ipynb (extra flags go to its sys.argv)",
+        allow_abbrev=False)
     parser.add_argument("number", help="the lesson's number, or 'all'")
     parser.add_argument("-o", "--output-dir", default=".", help="folder for the .ipynb file (default: here)")
 
