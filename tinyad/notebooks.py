@@ -161,13 +161,22 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(  # no abbreviations: the lesson's --out must not be read as --output-dir
         "notebook", help="write lesson N as a Jupyter notebook NN_name.ipynb (extra flags go to its sys.argv)",
         allow_abbrev=False)
-    parser.add_argument("number", help="the lesson's number, or 'all'")
     parser.add_argument("-o", "--output-dir", default=".", help="folder for the .ipynb file (default: here)")
+    parser.add_argument("number", help="the lesson's number, or 'all'")
+    parser.add_argument("lesson_arguments", nargs=argparse.REMAINDER, help="flags for the lesson (its sys.argv)")
 
 
-def run_command(args: argparse.Namespace, extra: Sequence[str]) -> int:
-    """``tinyad notebook``: write the notebook(s), print where."""
+def run_command(args: argparse.Namespace) -> int:
+    """``tinyad notebook``: write the notebook(s), print where.
+
+    ``-o DIR`` may also come after N; everything else after N goes to the lesson.
+    """
     from .cli import list_lessons
+
+    after = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    after.add_argument("-o", "--output-dir", default=args.output_dir)
+    known, extra = after.parse_known_args(args.lesson_arguments)
+    args.output_dir = known.output_dir
 
     try:
         import nbformat  # noqa: F401
