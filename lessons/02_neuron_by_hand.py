@@ -18,7 +18,7 @@ checks every one against the engine with tinyad.check.compare (a table of
 rows), repeats the neuron with Tensors to see that both engines agree, and
 asks you to write dL/dw yourself.
 
-Run:  python lessons/02_neuron_by_hand.py [--quick] [--wrong] [--out DIR]
+Run:  python lessons/02_neuron_by_hand.py [--quick] [--check | --solution | --wrong] [--out DIR]
 """
 import argparse
 import math
@@ -28,15 +28,16 @@ import numpy as np
 
 import tinyad
 from tinyad import Tensor, Value, viz
+from tinyad.exercises import Exercise, add_arguments
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--quick", action="store_true", help="skip nothing heavy (this lesson is small anyway)")
-parser.add_argument("--wrong", action="store_true", help="use a wrong answer in the exercise to see what it reports")
+add_arguments(parser)  # --check, --solution, --wrong: how the exercise is graded
 parser.add_argument("--out", default="lesson-output/02_neuron_by_hand", help="folder for the pictures")
 args = parser.parse_args()
 out_dir = Path(args.out)
 
-# --- Step 1: the neuron, forward -------------------------------------------------
+# %% Step 1: the neuron, forward
 # Two inputs, two weights, a bias; every number is a labelled Value.
 x = [Value(1.5, label="x1"), Value(-0.5, label="x2")]
 w = [Value(0.8, label="w1"), Value(-1.2, label="w2")]
@@ -59,13 +60,13 @@ print(f"n = w.x + b = {n.data:.6f}")
 print(f"o = tanh(n) = {o.data:.6f}")
 print(f"L = (o - {target})^2 = {L.data:.6f}")
 
-# --- Step 2: backward, by the engine ------------------------------------------------
+# %% Step 2: backward, by the engine
 L.backward()
 print("\nengine gradients:")
 for node in (o, n, *w, b, *x):
     print(f"  dL/d{node.label:3s} = {node.grad: .6f}")
 
-# --- Step 3: backward, by hand ------------------------------------------------------
+# %% Step 3: backward, by hand
 # Plain floats, from the top down: each line is the one above times a local
 # derivative. Nothing here calls the engine.
 hand = {}
@@ -77,7 +78,7 @@ hand["b"] = hand["n"] * 1.0
 hand["x1"] = hand["n"] * w[0].data
 hand["x2"] = hand["n"] * w[1].data
 
-# --- Step 4: hand against engine ------------------------------------------------------
+# %% Step 4: hand against engine
 # compare says whether the two agree bit for bit (exact) and within rounding
 # (approximate). Exact equality is common here: the hand formulas multiply
 # the same floats in the same order as the engine.
@@ -86,7 +87,7 @@ rows = [tinyad.check.compare(f"dL/d{name}", hand[name], node, show=False) for na
 print("\nhand derivation against the engine:")
 print(tinyad.check.format_table(rows))
 
-# --- Step 5: the same neuron with Tensors ----------------------------------------------
+# %% Step 5: the same neuron with Tensors
 # w . x becomes one matrix product; the Tensor engine derives the same numbers.
 x_t = Tensor([x[0].data, x[1].data], requires_grad=True, label="x")
 w_t = Tensor([w[0].data, w[1].data], requires_grad=True, label="w")
@@ -101,25 +102,35 @@ print(tinyad.check.format_table([
 ]))
 
 
-# --- Exercise: dL/dw for the whole neuron -----------------------------------------------
+# %% Exercise: dL/dw for the whole neuron
 # Given only numbers, run the neuron forward and return [dL/dw1, dL/dw2].
-# Hint: three local derivatives stand between L and w_i.
-def your_weight_gradient(x: list, w: list, b: float, target: float) -> list:  # EXERCISE
-    o = math.tanh(w[0] * x[0] + w[1] * x[1] + b)
-    dL_do = 2 * (o - target)
-    if args.wrong:
-        return [dL_do * x[0], dL_do * x[1]]  # skipped tanh: forgot the factor 1 - o^2
-    dL_dn = dL_do * (1 - o**2)
-    return [dL_dn * x[0], dL_dn * x[1]]
+# Replace the `raise NotImplementedError` line below with your code and run
+# the lesson again (`--check` tries more neurons, `--solution` shows one answer).
+def your_weight_gradient(x: list, w: list, b: float, target: float) -> list:  # EXERCISE: write this function
+    """[dL/dw1, dL/dw2] for L = (tanh(w1*x1 + w2*x2 + b) - target)^2, from plain floats."""
+    raise NotImplementedError("your turn: return [dL/dw1, dL/dw2]")
 
 
-answer = your_weight_gradient([1.5, -0.5], [0.8, -1.2], 0.1, target)
-engine = np.array([w[0].grad, w[1].grad])
-verdict = tinyad.check.compare("your dL/dw", answer, engine, show=False)
-print(f"\nexercise: your dL/dw = {np.round(answer, 6).tolist()}, engine = {np.round(engine, 6).tolist()}:",
-      "right!" if verdict.approximate else "not yet: between L and w sit (o - target)^2, tanh and w.x + b")
+def engine_weight_gradient(x: list, w: list, b: float, target: float) -> list:
+    """The engine's answer, to grade yours with: the same neuron built from Values."""
+    weights = [Value(value) for value in w]
+    output = (weights[0] * x[0] + weights[1] * x[1] + b).tanh()
+    ((output - target) ** 2).backward()
+    return [weight.grad for weight in weights]
 
-# --- Step 6: the picture ------------------------------------------------------------------
+
+exercise = Exercise(
+    "02_neuron_by_hand",
+    task="your_weight_gradient(x, w, b, target) returns [dL/dw1, dL/dw2] for L = (tanh(w . x + b) - target)^2",
+    hints=("three local derivatives stand between L and w_i: dL/do, do/dn and dn/dw_i (o = tanh(n), n = w . x + b)",
+           "dL/do = 2 (o - target), do/dn = 1 - o^2, dn/dw_i = x_i: multiply the three for each weight"),
+    engine=engine_weight_gradient,
+    cases=[([1.5, -0.5], [0.8, -1.2], 0.1, target), ([0.3, 2.0], [-0.4, 0.9], -0.5, -0.2),
+           ([-1.0, 1.0], [0.1, 0.2], 0.0, 0.9)],
+)
+answer = exercise.run(your_weight_gradient, args)
+
+# %% Step 6: the picture
 # Read the grads from L (grad 1) down to w1 and w2: each box is the one above
 # times a local derivative, exactly the lines of step 3.
 drawing = viz.draw(L, title="one neuron: L = (tanh(w1*x1 + w2*x2 + b) - target)^2")

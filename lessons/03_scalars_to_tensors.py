@@ -16,7 +16,7 @@ builds X + b with Tensors and with a grid of Values, checks that the bias
 gradient is the column sum in both, does the same for a (4, 1) column
 stretched along the other axis, and asks you to write the bias gradient.
 
-Run:  python lessons/03_scalars_to_tensors.py [--quick] [--wrong] [--out DIR]
+Run:  python lessons/03_scalars_to_tensors.py [--quick] [--check | --solution | --wrong] [--out DIR]
 """
 import argparse
 from pathlib import Path
@@ -25,10 +25,11 @@ import numpy as np
 
 import tinyad
 from tinyad import Tensor, Value, viz
+from tinyad.exercises import Exercise, add_arguments
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--quick", action="store_true", help="skip nothing heavy (this lesson is small anyway)")
-parser.add_argument("--wrong", action="store_true", help="use a wrong answer in the exercise to see what it reports")
+add_arguments(parser)  # --check, --solution, --wrong: how the exercise is graded
 parser.add_argument("--out", default="lesson-output/03_scalars_to_tensors", help="folder for the pictures")
 args = parser.parse_args()
 out_dir = Path(args.out)
@@ -41,7 +42,7 @@ def numbers(array) -> str:
     return " ".join(f"{v: .6f}" for v in np.ravel(array))
 
 
-# --- Step 1: one Tensor op = many Value ops ------------------------------------
+# %% Step 1: one Tensor op = many Value ops
 # tanh of three numbers: three Value nodes, or one Tensor node. The
 # derivative rule (1 - tanh^2) is the same, applied elementwise.
 data = np.array([-1.0, 0.5, 2.0])
@@ -53,7 +54,7 @@ as_tensor.tanh().sum().backward()
 print("d tanh / dx, three Values:", numbers([v.grad for v in values]))
 print("d tanh / dx, one Tensor  :", numbers(as_tensor.grad))
 
-# --- Step 2: broadcasting, forward ---------------------------------------------
+# %% Step 2: broadcasting, forward
 # NumPy lines shapes up from the right; an axis that is missing or has size 1
 # is stretched (without copying) to match the other operand.
 X = Tensor(rng.normal(size=(4, 3)).round(2), requires_grad=True, label="X")
@@ -63,7 +64,7 @@ Y.label = "Y = X + b"
 print(f"\nX {X.shape} + b {b.shape} -> Y {Y.shape}: every row of X gets the same b")
 print("Y - X =\n", Y.data - X.data)
 
-# --- Step 3: broadcasting, backward ---------------------------------------------
+# %% Step 3: broadcasting, backward
 # A loss that weighs every output differently: L = sum(G * Y), so dL/dY = G.
 G = rng.normal(size=(4, 3)).round(2)
 L = (Y * Tensor(G, label="G")).sum()
@@ -74,7 +75,7 @@ print("b.grad (engine)     :", numbers(b.grad))
 print("column sum of G     :", numbers(G.sum(axis=0)))
 print("X.grad (engine) is G itself:", bool(np.array_equal(X.grad, G)), "  shape", X.grad.shape)
 
-# --- Step 4: the same with Values: each bias number is used 4 times ----------------
+# %% Step 4: the same with Values: each bias number is used 4 times
 # With one Value per number, b_j is an input of 4 additions; backward sends
 # it 4 messages (one per row) and adds them up: no special rule needed.
 Xv = [[Value(float(X.data[i, j]), label=f"X[{i},{j}]") for j in range(3)] for i in range(4)]
@@ -94,7 +95,7 @@ print(tinyad.check.format_table([
     tinyad.check.compare("Tensor vs Values", [v.grad for v in bv], b, show=False),
 ]))
 
-# --- Step 5: stretched along the other axis ----------------------------------------
+# %% Step 5: stretched along the other axis
 # A (4, 1) column c times a (3,) row r gives a (4, 3) grid. c was stretched
 # along axis 1, so its gradient sums over axis 1 and keeps the shape (4, 1);
 # r was stretched along axis 0, so its gradient sums over axis 0.
@@ -110,20 +111,33 @@ print("gradcheck (X + b) and (c * r):", tinyad.check.gradcheck(
     lambda X, b, c, r: ((X + b) * Tensor(G)).sum() + ((c * r) * Tensor(G)).sum(), [X, b, c, r]))
 
 
-# --- Exercise: the bias gradient -----------------------------------------------------
+# %% Exercise: the bias gradient
 # Given dL/dY of shape (N, D) for Y = X + b with b of shape (D,), return dL/db.
-def your_bias_gradient(upstream: np.ndarray) -> np.ndarray:  # EXERCISE
-    if args.wrong:
-        return upstream.mean(axis=0)  # averaged the rows: right shape, wrong size
-    return upstream.sum(axis=0)
+# Replace the `raise NotImplementedError` line below with your code and run
+# the lesson again (`--check` tries other shapes, `--solution` shows one answer).
+def your_bias_gradient(upstream: np.ndarray) -> np.ndarray:  # EXERCISE: write this function
+    """dL/db, shape (D,), from dL/dY of shape (N, D), for Y = X + b."""
+    raise NotImplementedError("your turn: return dL/db")
 
 
-answer = your_bias_gradient(G)
-verdict = tinyad.check.compare("your dL/db", answer, b, show=False)
-print(f"\nexercise: your dL/db = [{numbers(answer)}], engine = [{numbers(b.grad)}]:",
-      "right!" if verdict.approximate else "not yet: b_j is used once per row; what do 4 uses do to a gradient?")
+def engine_bias_gradient(upstream: np.ndarray) -> np.ndarray:
+    """The engine's answer, to grade yours with: backward through X + b with L = sum(upstream * Y)."""
+    bias = Tensor(np.zeros(upstream.shape[1]), requires_grad=True)
+    ((Tensor(np.zeros(upstream.shape)) + bias) * Tensor(upstream)).sum().backward()
+    return bias.grad
 
-# --- Step 6: the picture -------------------------------------------------------------
+
+exercise = Exercise(
+    "03_scalars_to_tensors",
+    task="your_bias_gradient(upstream) returns dL/db, shape (D,), given dL/dY of shape (N, D) for Y = X + b",
+    hints=("b_j is used once in every row of Y: what do several uses of one number do to its gradient?",
+           "each use sends its own message dL/dY_ij and the messages add: sum the rows (axis 0), do not average"),
+    engine=engine_bias_gradient,
+    cases=[(G,), (rng.normal(size=(7, 2)),), (rng.normal(size=(1, 5)),)],
+)
+answer = exercise.run(your_bias_gradient, args)
+
+# %% Step 6: the picture
 # One box per Tensor: the (3,) b and its (3,) grad next to the (4, 3) Y.
 drawing = viz.draw(L, title="Y = X + b with b broadcast over 4 rows: b.grad is the column sum of G")
 try:

@@ -14,7 +14,7 @@ set scikit-learn generates, no download), draws the loss curve and the
 decision boundary, prints the accuracy on held-out points, and asks you for
 the gradient of cross-entropy with respect to the logits.
 
-Run:  python lessons/04_mlp_training.py [--quick] [--wrong] [--out DIR]
+Run:  python lessons/04_mlp_training.py [--quick] [--check | --solution | --wrong] [--out DIR]
 """
 import argparse
 from pathlib import Path
@@ -30,10 +30,11 @@ from tqdm import tqdm
 import tinyad
 from tinyad import Tensor, nn
 from tinyad.nn.functional import cross_entropy
+from tinyad.exercises import Exercise, add_arguments
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--quick", action="store_true", help="train for fewer steps")
-parser.add_argument("--wrong", action="store_true", help="use a wrong answer in the exercise to see what it reports")
+add_arguments(parser)  # --check, --solution, --wrong: how the exercise is graded
 parser.add_argument("--out", default="lesson-output/04_mlp_training", help="folder for the pictures")
 args = parser.parse_args()
 out_dir = Path(args.out)
@@ -41,14 +42,14 @@ out_dir.mkdir(parents=True, exist_ok=True)
 tinyad.manual_seed(0)
 rng = np.random.default_rng(0)
 
-# --- Step 1: the data -------------------------------------------------------------
+# %% Step 1: the data
 # Two interleaved half circles, with noise; the classes cannot be split by a line.
 points, labels = make_moons(n_samples=600, noise=0.15, random_state=0)
 train_x, train_y = points[:400], labels[:400].astype(np.int64)
 test_x, test_y = points[400:], labels[400:].astype(np.int64)
 print(f"data: {len(train_x)} training points, {len(test_x)} test points, 2 classes")
 
-# --- Step 2: the model ---------------------------------------------------------------
+# %% Step 2: the model
 # Each Linear computes x W^T + b; the ReLUs between them make the whole thing
 # able to bend its decision boundary. The last layer gives 2 scores per point.
 model = nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 2))
@@ -62,7 +63,7 @@ def accuracy(x: np.ndarray, y: np.ndarray) -> float:
     return float((scores.argmax(axis=1) == y).mean())
 
 
-# --- Step 3: the training loop -------------------------------------------------------
+# %% Step 3: the training loop
 # Mini-batches of 32 points drawn at random; Adam with learning rate 0.01.
 optimizer = tinyad.optim.Adam(model.parameters(), lr=0.01)
 steps = 300 if args.quick else 1500
@@ -80,7 +81,7 @@ print(f"\nloss at step 0: {losses[0]:.4f}  (a fair coin between 2 classes scores
 print(f"loss: first 20 steps average {first:.4f}, last 20 steps average {last:.4f}")
 print(f"accuracy: train {accuracy(train_x, train_y):.3f}, test {accuracy(test_x, test_y):.3f}")
 
-# --- Step 4: the loss curve ------------------------------------------------------------
+# %% Step 4: the loss curve
 # One batch's loss is noisy; a running mean over 25 steps shows the trend.
 smooth = np.convolve(losses, np.ones(25) / 25, mode="valid")
 figure, axis = plt.subplots(figsize=(6, 3.5))
@@ -96,7 +97,7 @@ figure.savefig(out_dir / "loss.png", dpi=120)
 plt.close(figure)
 print(f"\npicture: {out_dir / 'loss.png'}")
 
-# --- Step 5: what the network learned ----------------------------------------------------
+# %% Step 5: what the network learned
 # Colour every point of a grid by the class the model picks there.
 grid_x, grid_y = np.meshgrid(np.linspace(-1.7, 2.7, 150), np.linspace(-1.2, 1.7, 100))
 grid = np.stack([grid_x.ravel(), grid_y.ravel()], axis=1)
@@ -112,23 +113,30 @@ plt.close(figure)
 print(f"picture: {out_dir / 'decision_boundary.png'}")
 
 
-# --- Exercise: the gradient of cross-entropy with respect to the logits ---------------------
-# For L = mean over the N rows of -log softmax(z)[target], write dL/dz, shape (N, classes).
-# Hint: softmax(z) minus a one-hot row of the target, and the mean is over N rows.
-def your_logits_gradient(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:  # EXERCISE
-    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
-    softmax = exp / exp.sum(axis=1, keepdims=True)
-    one_hot = np.eye(logits.shape[1])[targets]
-    if args.wrong:
-        return softmax - one_hot  # forgot that the loss is a MEAN over the batch
-    return (softmax - one_hot) / len(targets)
+# %% Exercise: the gradient of cross-entropy with respect to the logits
+# For L = mean over the N rows of -log softmax(z)[target], write dL/dz, shape
+# (N, classes). Replace the `raise NotImplementedError` line below with your
+# code and run the lesson again (`--check` tries other batches, `--solution`
+# shows one answer).
+def your_logits_gradient(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:  # EXERCISE: write this function
+    """dL/dlogits, shape (N, classes), for L = cross_entropy(logits, targets) (the mean over N rows)."""
+    raise NotImplementedError("your turn: return dL/dlogits")
 
 
-batch_logits = Tensor(rng.normal(size=(5, 2)), requires_grad=True, label="logits")
-batch_targets = train_y[:5]
-cross_entropy(batch_logits, batch_targets).backward()
-answer = your_logits_gradient(batch_logits.data, batch_targets)
-verdict = tinyad.check.compare("your dL/dlogits", answer, batch_logits, show=False)
-print(f"\nexercise: your dL/dlogits, row 0 = {np.round(answer[0], 6).tolist()}, "
-      f"engine = {np.round(batch_logits.grad[0], 6).tolist()}:",
-      "right!" if verdict.approximate else "not yet: the loss averages N rows; how does each row's share scale?")
+def engine_logits_gradient(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """The engine's answer, to grade yours with."""
+    node = Tensor(logits, requires_grad=True)
+    cross_entropy(node, targets).backward()
+    return node.grad
+
+
+exercise = Exercise(
+    "04_mlp_training",
+    task="your_logits_gradient(logits, targets) returns dL/dlogits, shape (N, classes), of the mean cross-entropy",
+    hints=("softmax(z) minus a one-hot row of the target is the gradient of ONE row's loss",
+           "L is the MEAN over N rows, so each row's share of the gradient is (softmax(z) - one_hot) / N"),
+    engine=engine_logits_gradient,
+    cases=[(rng.normal(size=(5, 2)), train_y[:5]), (rng.normal(size=(3, 4)) * 5, np.array([3, 0, 1])),
+           (rng.normal(size=(1, 3)), np.array([2]))],
+)
+answer = exercise.run(your_logits_gradient, args)

@@ -20,7 +20,7 @@ This script
      BatchNorm's per-feature statistics, to see why the paper skips it,
   5. asks you to write the forward pass.
 
-Run:  python lessons/06_batchnorm_forward.py [--quick] [--wrong] [--out DIR]
+Run:  python lessons/06_batchnorm_forward.py [--quick] [--check | --solution | --wrong] [--out DIR]
 """
 import argparse
 import contextlib
@@ -36,6 +36,7 @@ import numpy as np
 import tinyad
 from tinyad import Tensor
 from tinyad.nn.functional import batch_norm
+from tinyad.exercises import Exercise, add_arguments
 
 try:  # threadpoolctl comes with scikit-learn; it lets step 4 time one BLAS thread
     from threadpoolctl import threadpool_limits
@@ -45,7 +46,7 @@ except ImportError:  # pragma: no cover - timings are then noisier, nothing else
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--quick", action="store_true", help="fewer sizes and repeats in the timing")
-parser.add_argument("--wrong", action="store_true", help="use a wrong answer in the exercise to see what it reports")
+add_arguments(parser)  # --check, --solution, --wrong: how the exercise is graded
 parser.add_argument("--out", default="lesson-output/06_batchnorm_forward", help="folder for the pictures")
 args = parser.parse_args()
 out_dir = Path(args.out)
@@ -58,7 +59,7 @@ def numbers(array, digits: int = 4) -> str:
     return " ".join(f"{v: .{digits}f}" for v in np.ravel(array))
 
 
-# --- Step 1: a batch, normalized ------------------------------------------------------
+# %% Step 1: a batch, normalized
 # 8 samples of 3 features with very different means and spreads.
 x = rng.normal(loc=[5.0, -2.0, 0.5], scale=[3.0, 0.1, 1.0], size=(8, 3))
 batch_mean = x.mean(axis=0)
@@ -85,7 +86,7 @@ figure.savefig(out_dir / "batchnorm_forward.png", dpi=120)
 plt.close(figure)
 print(f"\npicture: {out_dir / 'batchnorm_forward.png'}")
 
-# --- Step 2: gamma and beta can undo the normalization ------------------------------------
+# %% Step 2: gamma and beta can undo the normalization
 # Normalizing could take away what a layer needs (a sigmoid's saturated
 # regime, say). The learned scale and shift can put it back: with
 # gamma = sqrt(var + eps) and beta = mean, y = x exactly (up to rounding).
@@ -95,7 +96,7 @@ y = batch_norm(Tensor(x), None, None, gamma, beta, training=True, eps=eps)
 print(f"\ngamma = sqrt(var + eps) = {numbers(gamma.data)},  beta = mean = {numbers(beta.data)}")
 print(f"identity restored: max |y - x| = {np.abs(y.data - x).max():.2e}")
 
-# --- Step 3: why zero-mean inputs help: the sign of the weight gradient ----------------------
+# %% Step 3: why zero-mean inputs help: the sign of the weight gradient
 # A neuron p = w . x with loss L = 1/2 (p - target)^2 has dL/dw_i = (p - target) * x_i.
 # If every x_i > 0 (outputs of a sigmoid or a ReLU), every component has the sign
 # of (p - target): one example can only push all weights up, or all down.
@@ -116,7 +117,7 @@ for name, inputs in (("all-positive inputs", positive), ("normalized inputs", ce
         print(f"    dL/dw = [{numbers(w.grad)}]  signs {signs}")
     print(f"  {name}: rows whose signs are all equal: {sum(all_same)} of {len(all_same)}")
 
-# --- Step 3b: the zigzag --------------------------------------------------------------------
+# %% Step 3b: the zigzag
 # Two weights, target w* = (1, -1): one must grow, the other shrink. SGD one
 # example at a time, same step-size rule for both data sets (0.5 / mean |x|^2).
 # The positive data is the centered data plus 2: same spread, different mean.
@@ -157,7 +158,7 @@ figure.savefig(out_dir / "zigzag.png", dpi=120)
 plt.close(figure)
 print(f"\npicture: {out_dir / 'zigzag.png'}")
 
-# --- Step 4: why not whiten? ----------------------------------------------------------------
+# %% Step 4: why not whiten?
 # Whitening also decorrelates the features: x_white = (x - mean) Cov^(-1/2).
 # That needs a D x D covariance (N D^2 work) and its inverse square root, here by
 # an eigendecomposition (D^3), at every step, plus a backward pass through them.
@@ -220,20 +221,29 @@ plt.close(figure)
 print(f"\npicture: {out_dir / 'whitening_cost.png'}")
 
 
-# --- Exercise: the forward pass ------------------------------------------------------------
+# %% Exercise: the forward pass
 # Given an (N, D) batch and per-feature gamma, beta, return y (training mode).
-def your_batch_norm(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float) -> np.ndarray:  # EXERCISE
-    mean = x.mean(axis=0)
-    if args.wrong:
-        var = x.var(axis=0, ddof=1)  # the unbiased estimate: right for running_var, wrong for the batch itself
-    else:
-        var = x.var(axis=0)
-    return gamma * (x - mean) / np.sqrt(var + eps) + beta
+# Replace the `raise NotImplementedError` line below with your code and run
+# the lesson again (`--check` tries other batches, `--solution` shows one answer).
+def your_batch_norm(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float) -> np.ndarray:  # EXERCISE: write this function
+    """BatchNorm's training-mode output y, shape (N, D), with NumPy only."""
+    raise NotImplementedError("your turn: return y")
 
 
-gamma_ex, beta_ex = np.array([1.5, 0.5, 2.0]), np.array([0.1, -0.3, 0.0])
-engine = batch_norm(Tensor(x), None, None, Tensor(gamma_ex), Tensor(beta_ex), training=True, eps=eps).data
-answer = your_batch_norm(x, gamma_ex, beta_ex, eps)
-verdict = tinyad.check.compare("your y", answer, engine, show=False)
-print(f"\nexercise: your y[0] = [{numbers(answer[0])}], engine = [{numbers(engine[0])}]:",
-      "right!" if verdict.approximate else "not yet: the batch is normalized by ITS OWN variance: divide by m, not m - 1")
+def engine_batch_norm(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float) -> np.ndarray:
+    """The engine's answer, to grade yours with."""
+    return batch_norm(Tensor(x), None, None, Tensor(gamma), Tensor(beta), training=True, eps=eps).data
+
+
+exercise = Exercise(
+    "06_batchnorm_forward",
+    task="your_batch_norm(x, gamma, beta, eps) returns y = gamma * x_hat + beta for an (N, D) batch in training mode",
+    hints=("per feature (axis 0): subtract the batch mean, divide by sqrt(batch variance + eps), then scale and shift",
+           "the batch is normalized by ITS OWN variance, the mean of (x - mean)^2: divide by m, not m - 1 "
+           "(np.var's default ddof=0), and eps goes inside the square root"),
+    engine=engine_batch_norm,
+    cases=[(x, np.array([1.5, 0.5, 2.0]), np.array([0.1, -0.3, 0.0]), eps),
+           (rng.normal(size=(4, 2)), np.array([1.0, -1.0]), np.array([0.0, 2.0]), 1e-3),
+           (rng.normal(3.0, 0.01, size=(16, 5)), np.ones(5), np.zeros(5), 1e-5)],
+)
+answer = exercise.run(your_batch_norm, args)

@@ -23,7 +23,7 @@ This script trains a small network with a BatchNorm layer and
      the noise that makes BatchNorm a regularizer,
   6. asks you to write the running-average update.
 
-Run:  python lessons/08_train_vs_eval.py [--quick] [--wrong] [--out DIR]
+Run:  python lessons/08_train_vs_eval.py [--quick] [--check | --solution | --wrong] [--out DIR]
 """
 import argparse
 from pathlib import Path
@@ -38,10 +38,11 @@ from sklearn.datasets import make_moons
 import tinyad
 from tinyad import Tensor, nn
 from tinyad.nn.functional import cross_entropy
+from tinyad.exercises import Exercise, add_arguments
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--quick", action="store_true", help="train for fewer steps")
-parser.add_argument("--wrong", action="store_true", help="use a wrong answer in the exercise to see what it reports")
+add_arguments(parser)  # --check, --solution, --wrong: how the exercise is graded
 parser.add_argument("--out", default="lesson-output/08_train_vs_eval", help="folder for the pictures")
 args = parser.parse_args()
 out_dir = Path(args.out)
@@ -49,7 +50,7 @@ out_dir.mkdir(parents=True, exist_ok=True)
 tinyad.manual_seed(0)
 rng = np.random.default_rng(8)
 
-# --- Step 1: a network with BatchNorm, trained ------------------------------------------
+# %% Step 1: a network with BatchNorm, trained
 # Two moons, shifted and stretched so that nothing is centred to begin with.
 points, labels = make_moons(n_samples=1000, noise=0.2, random_state=1)
 points = points * 3.0 + 5.0
@@ -97,7 +98,7 @@ figure.savefig(out_dir / "running_stats.png", dpi=120)
 plt.close(figure)
 print(f"picture: {out_dir / 'running_stats.png'}")
 
-# --- Step 2: running average versus population statistics -----------------------------------
+# %% Step 2: running average versus population statistics
 # The running average mixes statistics from older weights, and it is noisy:
 # the last few batches weigh most. Algorithm 2 recomputes with the final
 # weights over many batches: mean of batch means, and m/(m-1) times the mean
@@ -133,7 +134,7 @@ print(f"  {'population (Algorithm 2)':24s} | {population_errors[0]:20.2e} | {pop
 # variances around their own batch means, and corrects by m/(m-1).)
 model.load_state_dict(running_state)  # back to the running averages for the rest of the lesson
 
-# --- Step 3: the same input, train mode against eval mode -----------------------------------
+# %% Step 3: the same input, train mode against eval mode
 # Train mode normalizes with this batch's statistics, eval mode with the
 # stored ones: the outputs differ. (Train mode would also update the running
 # statistics, so we save the state and put it back afterwards.)
@@ -149,7 +150,7 @@ model.train()
 print(f"\nsame 16 inputs: max |train-mode output - eval-mode output| = {np.abs(train_output - eval_output).max():.4f}")
 print(f"                mean |train-mode output - eval-mode output| = {np.abs(train_output - eval_output).mean():.4f}")
 
-# --- Step 4: a batch of one ---------------------------------------------------------------------
+# %% Step 4: a batch of one
 # The variance of one number is 0: x_hat would be 0/sqrt(eps) = 0 and the
 # output beta, whatever the input. tinyad refuses, as PyTorch does.
 one = Tensor(test_x[:1])
@@ -165,7 +166,7 @@ with tinyad.no_grad():
     print(f"batch of one in eval mode works: output {np.round(model(one).data[0], 4).tolist()}")
 model.train()
 
-# --- Step 5: one example, many batches: BatchNorm's noise -----------------------------------------
+# %% Step 5: one example, many batches: BatchNorm's noise
 # In training, an example's output depends on the 31 others in its batch.
 # Put example 0 into 40 random batches and look at its BatchNorm output.
 example = train_x[:1]
@@ -201,22 +202,32 @@ plt.close(figure)
 print(f"picture: {out_dir / 'batch_noise.png'}")
 
 
-# --- Exercise: the running-average update ------------------------------------------------------------
+# %% Exercise: the running-average update
 # Given the running mean, this batch's mean and the momentum (PyTorch's
-# convention, 0.1 by default), return the new running mean.
-def your_running_update(running: np.ndarray, batch_statistic: np.ndarray, momentum: float) -> np.ndarray:  # EXERCISE
-    if args.wrong:
-        return momentum * running + (1 - momentum) * batch_statistic  # Keras' convention: momentum on the old value
-    return (1 - momentum) * running + momentum * batch_statistic
+# convention, 0.1 by default), return the new running mean. Replace the
+# `raise NotImplementedError` line below with your code and run the lesson
+# again (`--check` tries other momenta, `--solution` shows one answer).
+def your_running_update(running: np.ndarray, batch_statistic: np.ndarray, momentum: float) -> np.ndarray:  # EXERCISE: write this function
+    """The running mean after one training step of BatchNorm."""
+    raise NotImplementedError("your turn: return the new running mean")
 
 
-layer = nn.BatchNorm1d(3, momentum=0.1)
-layer.running_mean.data = np.array([1.0, -2.0, 0.5])
-before = layer.running_mean.data.copy()
+def engine_running_update(running: np.ndarray, batch_statistic: np.ndarray, momentum: float) -> np.ndarray:
+    """The engine's answer: one training-mode forward of a BatchNorm1d on a batch with that mean."""
+    layer = nn.BatchNorm1d(len(running), momentum=momentum)
+    layer.running_mean.data = np.array(running, dtype=np.float64)
+    layer(Tensor(np.stack([batch_statistic - 1.0, batch_statistic + 1.0])))  # a batch of 2 whose mean is batch_statistic
+    return layer.running_mean.data.copy()
+
+
 new_batch = rng.normal(loc=3.0, size=(10, 3))
-layer(Tensor(new_batch))  # one training-mode forward updates the running statistics
-answer = your_running_update(before, new_batch.mean(axis=0), 0.1)
-verdict = tinyad.check.compare("your running mean", answer, layer.running_mean.data, show=False)
-print(f"\nexercise: your new running mean = {np.round(answer, 4).tolist()}, "
-      f"engine = {np.round(layer.running_mean.data, 4).tolist()}:",
-      "right!" if verdict.approximate else "not yet: momentum is the weight of the NEW batch (PyTorch's convention)")
+exercise = Exercise(
+    "08_train_vs_eval",
+    task="your_running_update(running, batch_statistic, momentum) returns the new running mean (PyTorch's momentum)",
+    hints=("the new value is a weighted average of the old running value and this batch's statistic",
+           "momentum is the weight of the NEW batch (PyTorch's convention): (1 - momentum) * running + momentum * batch"),
+    engine=engine_running_update,
+    cases=[(np.array([1.0, -2.0, 0.5]), new_batch.mean(axis=0), 0.1), (np.zeros(2), np.array([4.0, -4.0]), 0.3),
+           (np.array([10.0]), np.array([0.0]), 0.01)],
+)
+answer = exercise.run(your_running_update, args)

@@ -155,13 +155,15 @@ def test_format_table_has_a_header_a_rule_and_one_aligned_line_per_row():
     ]
     lines = format_table(rows).splitlines()
     assert len(lines) == 2 + len(rows)
-    assert lines[0].split() == ["name", "|", "exact", "|", "approximate", "|", "maxdiff"]
+    assert lines[0].split() == ["name", "|", "exact", "|", "approximate", "|", "maxdiff", "|", "verdict"]
     assert set(lines[1]) <= {"-", "+"}
     for line, row in zip(lines[2:], rows):
         cells = [cell.strip() for cell in line.split("|")]
         assert cells[:3] == [row.name, str(row.exact), str(row.approximate)]
         assert float(cells[3]) == pytest.approx(row.maxdiff, rel=1e-2)
+        assert cells[4] == row.verdict
     bars = {tuple(i for i, ch in enumerate(line) if ch in "|+") for line in lines}
+    assert [row.verdict for row in rows] == ["agrees, bit for bit", "agrees up to rounding", "DIFFERS"]
     assert len(bars) == 1, "column separators are not aligned"
 
 
@@ -199,3 +201,11 @@ def test_hand_derived_neuron_gradients_agree_with_the_engine_and_torch():
     )
     for name, want in zip(by_hand, torch_grads):
         assert close(engine[name].grad, want, 1e-12, 1e-15), name
+
+
+def test_a_row_off_only_by_rounding_reads_as_agreeing_not_as_a_failure(capsys):
+    row = compare("dL/dw", 0.1 + 0.2, 0.3)
+    printed = capsys.readouterr().out
+    assert row.exact is False and row.approximate is True
+    assert printed.rstrip().endswith("agrees up to rounding")
+    assert "DIFFERS" in str(compare("dL/dw", 1.0, 2.0, show=False))

@@ -5,6 +5,12 @@ lesson); the tests read its printed numbers and check the claim itself, not
 only the exit code. Every lesson's --wrong run is run from another directory
 with the default --out, so that the script is shown to need neither the repo
 root as working directory nor an explicit output folder.
+
+The lessons in EXERCISE_STUBS ship their exercise as a stub (tinyad.exercises):
+the plain run must go to the end and say "not yet" with a first hint, --wrong
+must give the second hint and name the mistake, and --solution (the reference
+in lessons/solutions/) must say "right!". The others still ship a solved
+exercise and a --wrong switch.
 """
 import re
 import subprocess
@@ -22,7 +28,11 @@ LESSONS = {
     "05": "05_covariate_shift",
     "06": "06_batchnorm_forward",
     "08": "08_train_vs_eval",
+    "11": "11_backprop_ninja",
+    "12": "12_scale_invariance",
 }
+EXERCISE_STUBS = ["01", "02", "03", "04", "06", "08", "11", "12"]
+SOLVED_EXERCISES = sorted(set(LESSONS) - set(EXERCISE_STUBS))
 PICTURES = {
     "01": ["chain_rule.png", "chain_rule.dot"],
     "02": ["neuron.png", "neuron.dot"],
@@ -31,6 +41,8 @@ PICTURES = {
     "05": ["covariate_shift.png", "sigmoid_saturation.png"],
     "06": ["batchnorm_forward.png", "zigzag.png", "whitening_cost.png"],
     "08": ["running_stats.png", "batch_noise.png"],
+    "11": ["ninja_training.png"],
+    "12": ["gradient_norms.png", "activations.png", "gradients.png", "update_ratio.png"],
 }
 NUMBER = r"[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?"
 
@@ -59,6 +71,19 @@ def lesson(tmp_path_factory):
     return get
 
 
+@pytest.fixture(scope="module")
+def solved(tmp_path_factory):
+    """solved(number) -> stdout of the lesson run with --solution, once per test module."""
+    cache = {}
+
+    def get(number: str) -> str:
+        if number not in cache:
+            cache[number] = run_lesson(number, "--solution", "--out", str(tmp_path_factory.mktemp(f"solved{number}")))
+        return cache[number]
+
+    return get
+
+
 def find(pattern: str, text: str) -> tuple:
     """The numbers captured by ``pattern`` (which must match) as floats."""
     match = re.search(pattern, text)
@@ -78,15 +103,15 @@ def comparison_rows(text: str) -> list:
         if re.match(r"name\s*\| exact\s*\| approximate\s*\| maxdiff", line):
             for row in lines[index + 2:]:
                 cells = [cell.strip() for cell in row.split("|")]
-                if len(cells) != 4:
+                if len(cells) < 4:
                     break
                 rows.append((cells[0], cells[1] == "True", cells[2] == "True"))
     return rows
 
 
 def assert_exercise_right(text: str) -> None:
-    line = next(line for line in text.splitlines() if line.startswith("exercise:"))
-    assert line.endswith("right!"), line
+    lines = [line for line in text.splitlines() if line.startswith("exercise:")]
+    assert lines and all(line.endswith("right!") for line in lines), lines
 
 
 # --- every lesson --------------------------------------------------------------------
@@ -102,9 +127,29 @@ def test_lesson_writes_its_pictures_to_the_out_folder(lesson, number):
             assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.mark.parametrize("number", sorted(LESSONS))
+@pytest.mark.parametrize("number", SOLVED_EXERCISES)
 def test_lesson_grades_the_shipped_exercise_right(lesson, number):
     assert_exercise_right(lesson(number)[0])
+
+
+@pytest.mark.parametrize("number", EXERCISE_STUBS)
+def test_stub_exercise_says_what_to_write_and_the_lesson_runs_to_the_end(lesson, number):
+    output, out = lesson(number)
+    blocks = output.split("\nexercise: ")[1:]
+    assert blocks, output
+    for block in blocks:
+        assert block.splitlines()[0].endswith("is not written yet: not yet"), block
+        assert "\n  write: " in block and "\n  hint: " in block and "--check" in block
+    assert output.count("raise NotImplementedError") == len(blocks)  # the "where:" line names the line to replace
+    assert "right!" not in output
+    assert all((out / name).exists() for name in PICTURES[number])  # the steps after the exercise ran too
+
+
+@pytest.mark.parametrize("number", EXERCISE_STUBS)
+def test_reference_solution_is_graded_right(solved, number):
+    output = solved(number)
+    assert_exercise_right(output)
+    assert "not yet" not in output
 
 
 @pytest.mark.parametrize("number", sorted(LESSONS))
@@ -112,6 +157,9 @@ def test_wrong_exercise_is_reported_from_another_directory(tmp_path, number):
     output = run_lesson(number, "--wrong", cwd=tmp_path)
     line = next(line for line in output.splitlines() if line.startswith("exercise:"))
     assert "not yet" in line and "right!" not in line, line
+    if number in EXERCISE_STUBS:  # graded hints: the second hint after a wrong answer, and the mistake named
+        block = output.split(line)[1]
+        assert "\n  a common mistake: " in block and "\n  hint 1: " in block and "\n  hint 2: " in block, block
     default_out = tmp_path / "lesson-output" / LESSONS[number]
     assert all((default_out / name).exists() for name in PICTURES[number])
 
@@ -300,3 +348,71 @@ def test_lesson_08_same_example_varies_across_batches_only_in_training(lesson):
     assert spread > 0 and std > 0
     eval_spread, = find(rf"eval mode, 5 different batches: spread ({NUMBER})", output)
     assert eval_spread == 0
+
+
+# --- lesson 11: backprop ninja ----------------------------------------------------------------
+
+
+def test_lesson_11_reference_backward_matches_the_engine_for_every_intermediate(solved):
+    rows = comparison_rows(solved("11"))
+    names = [name for name, _, _ in rows]
+    for expected in ("dlogits", "dW2", "dh_bn", "dx_hat", "dinv_std", "dbatch_var", "dcentered", "dbatch_mean",
+                     "dh_pre", "dW1", "db1"):
+        assert expected in names
+    assert len(rows) == 16 and all(approximate for _, _, approximate in rows), rows  # 15 gradients + the compact one
+
+
+def test_lesson_11_training_with_your_backward_gives_the_same_losses_as_loss_backward(solved):
+    output = solved("11")
+    assert "with your backward and with loss.backward()" in output
+    first, last = find(rf"first 20 steps average ({NUMBER}), last 20 steps average ({NUMBER})", output)
+    gap, = find(rf"largest difference between the two loss curves: ({NUMBER})", output)
+    assert last < first / 3 and gap < 1e-10
+    yours, engine = find(rf"test accuracy: ({NUMBER}) \(yours\), ({NUMBER}) \(engine\)", output)
+    assert yours == engine and yours > 0.8
+
+
+def test_lesson_11_stub_trains_with_the_engine_and_says_so(lesson):
+    output = lesson("11")[0]
+    assert "with the engine's backward (yours is not right yet)" in output
+
+
+def test_lesson_11_bessel_factor_and_its_effect_shrink_with_the_batch(lesson):
+    rows = re.findall(rf"^\s+(\d+) \|\s+({NUMBER}) \|\s+({NUMBER}) \|\s+({NUMBER})%$", lesson("11")[0], re.M)
+    assert [int(m) for m, *_ in rows] == [4, 8, 32, 128]
+    for m, factor, _, _ in rows:
+        assert float(factor) == pytest.approx(int(m) / (int(m) - 1), abs=1e-4)
+    changes = [float(change) for *_, change in rows]
+    assert changes == sorted(changes, reverse=True) and changes[-1] < 1
+
+
+def test_lesson_11_bias_before_batchnorm_gets_no_gradient(lesson):
+    largest, = find(rf"max \|db1\| = ({NUMBER})", lesson("11")[0])
+    assert largest < 1e-12
+
+
+# --- lesson 12: scale invariance -------------------------------------------------------------
+
+
+def test_lesson_12_batchnorm_output_ignores_the_weight_scale_until_eps_matters(lesson):
+    rows = dict(re.findall(rf"^\s+({NUMBER}) \| ({NUMBER})$", lesson("12")[0], re.M))
+    assert float(rows["1"]) == 0
+    assert all(float(rows[a]) < 1e-5 for a in ("0.5", "2", "10", "100"))
+    assert float(rows["0.001"]) > 0.1  # a^2 var is then far below eps
+
+
+def test_lesson_12_input_gradient_stays_and_weight_gradient_falls_like_one_over_a(lesson):
+    slope_u, slope_w, slope_update = find(
+        rf"\|dL/du\| ({NUMBER}), \|dL/d\(aW\)\| ({NUMBER}), relative update ({NUMBER})", lesson("12")[0])
+    assert abs(slope_u) < 0.01 and abs(slope_w + 1) < 0.01 and abs(slope_update + 2) < 0.01
+
+
+def test_lesson_12_batchnorm_keeps_tanh_units_out_of_saturation(lesson):
+    output = lesson("12")[0]
+    plain = output.split("without BatchNorm:")[1].split("with BatchNorm:")[0]
+    normed = output.split("\nwith BatchNorm:")[1]
+    pattern = rf"^\s+\d \|\s+({NUMBER})% \|"
+    saturated_plain = [float(value) for value in re.findall(pattern, plain, re.M)]
+    saturated_normed = [float(value) for value in re.findall(pattern, normed, re.M)]
+    assert len(saturated_plain) == len(saturated_normed) == 5
+    assert min(saturated_plain) > 3 * max(saturated_normed)

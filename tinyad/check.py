@@ -8,9 +8,12 @@ whose error shrinks like eps^2 (the first-order error terms cancel), in
 float64 so that rounding (about 1e-16 / eps) stays small too.
 
 ``compare`` is for the learner who derived a gradient by hand: it prints one
-row ``name | exact | approximate | maxdiff`` saying whether the hand result
-equals the engine's bit for bit, within floating-point tolerance, and by how
-much it differs at worst. ``format_table`` lays many rows out as a table.
+row ``name | exact | approximate | maxdiff | verdict`` saying whether the hand
+result equals the engine's bit for bit, within floating-point tolerance, and
+by how much it differs at worst. The verdict is the column to read: a hand
+formula that groups the arithmetic differently from the engine is right when
+it agrees "up to rounding", even though it is not bit-for-bit "exact".
+``format_table`` lays many rows out as a table.
 """
 from __future__ import annotations
 
@@ -132,10 +135,19 @@ class Comparison(NamedTuple):
     approximate: bool
     maxdiff: float
 
+    @property
+    def verdict(self) -> str:
+        """What the row means: "agrees" (bit for bit or up to rounding) or "DIFFERS"."""
+        if self.exact:
+            return "agrees, bit for bit"
+        if self.approximate:
+            return "agrees up to rounding"  # not exact, and still right
+        return "DIFFERS"
+
     def __str__(self) -> str:
         return (
             f"{self.name:15s} | exact: {str(self.exact):5s} | "
-            f"approximate: {str(self.approximate):5s} | maxdiff: {self.maxdiff:.3g}"
+            f"approximate: {str(self.approximate):5s} | maxdiff: {self.maxdiff:.3g} | {self.verdict}"
         )
 
 
@@ -179,11 +191,15 @@ def compare(name: str, expected: Any, actual: Any, *, rtol: float = 1e-5, atol: 
 
 
 def format_table(rows: Sequence[Comparison]) -> str:
-    """Lay out comparison rows as an aligned text table with a header."""
-    header = ("name", "exact", "approximate", "maxdiff")
-    cells = [header] + [(r.name, str(r.exact), str(r.approximate), f"{r.maxdiff:.3g}") for r in rows]
-    widths = [max(len(line[i]) for line in cells) for i in range(4)]
-    lines = [" | ".join(cell.ljust(width) for cell, width in zip(line, widths)) for line in cells]
+    """Lay out comparison rows as an aligned text table with a header.
+
+    The last column, verdict, says whether each row agrees with the engine;
+    "exact: False" next to "agrees up to rounding" is not a failure.
+    """
+    header = ("name", "exact", "approximate", "maxdiff", "verdict")
+    cells = [header] + [(r.name, str(r.exact), str(r.approximate), f"{r.maxdiff:.3g}", r.verdict) for r in rows]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(header))]
+    lines = [" | ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in cells]
     lines.insert(1, "-+-".join("-" * width for width in widths))
     return "\n".join(lines)
 

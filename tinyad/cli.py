@@ -9,6 +9,7 @@
     tinyad routes mlp --feature 0 -o mlp_routes.png               (a BatchNorm layer in a trained MLP)
     tinyad lessons                                (list the lessons)
     tinyad lesson 7 [--quick ...]                 (run one; tinyad lesson 7 --help shows its options)
+    tinyad notebook 7 [--quick ...]               (write it as 07_batchnorm_backward.ipynb)
 
 Expressions are parsed with Python's ``ast`` and only numbers, variable
 names, + - * / **, unary minus and the functions exp, log, tanh, sigmoid,
@@ -30,7 +31,7 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn, Sequence
 
-from . import viz
+from . import notebooks, viz
 from .graph import find, topological_order
 from .nn.functional import batch_norm_scalar
 from .scalar import Value
@@ -418,6 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
                                  add_help=False)
     lesson.add_argument("number", type=int)
     lesson.add_argument("lesson_arguments", nargs=argparse.REMAINDER, help="passed to the lesson")
+    notebooks.add_command(commands)  # tinyad notebook N
     return parser
 
 
@@ -433,6 +435,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _graph_command(args)
         if args.command == "routes":
             return _routes_command(args)
+        if args.command == "notebook":
+            return notebooks.run_command(args)
         if args.command == "lessons":
             for number, summary, path in list_lessons():
                 print(f"{number:2d}  {summary}  ({path.name})")
