@@ -32,10 +32,11 @@ def _broadcasting(op: str, compute: Any, a: Tensor, b: Tensor) -> Any:
 
 
 class _quiet:
-    """Silence NumPy's divide-by-zero warnings where +inf is the intended answer."""
+    """Silence NumPy's warnings where an inf (or a NaN that ``where`` then
+    discards) is the intended intermediate, as in 0 ** -1 at the kink of a power."""
 
     def __init__(self, xp: Any) -> None:
-        self.state = xp.errstate(divide="ignore") if hasattr(xp, "errstate") else None
+        self.state = xp.errstate(divide="ignore", invalid="ignore") if hasattr(xp, "errstate") else None
 
     def __enter__(self) -> None:
         if self.state is not None:
