@@ -13,7 +13,7 @@ from typing import Any, Iterable, Iterator, Mapping
 
 # NumPy on the host only: initial values (Module.to moves them to the device)
 # and state_dict / load_state_dict, whose arrays are host data by definition.
-# Forward passes never touch it (tests/test_backends.py checks both).
+# Forward passes never touch it (tests/backend/test_spy.py checks both).
 import numpy as np
 
 from .. import graph

@@ -12,7 +12,7 @@ import tinyad
 from tinyad import Value, viz
 from tinyad.nn.functional import batch_norm_scalar
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def scalar_batch_norm_loss(values, weights):
