@@ -17,7 +17,7 @@ hand derivation, and draws the graph with every sample's routes coloured.
 Then it plots the routes of all 64 samples of a bigger batch, and writes a
 page where you can click a sample and step through the backward pass.
 
-Run:  python lessons/07_batchnorm_backward.py [--quick] [--wrong] [--out DIR]
+Run:  python lessons/07_batchnorm_backward.py [--quick] [--check | --solution | --wrong] [--out DIR]
 """
 import argparse
 from pathlib import Path
@@ -26,16 +26,17 @@ import numpy as np
 
 import tinyad
 from tinyad import Value, viz
+from tinyad.exercises import Exercise, add_arguments
 from tinyad.nn.functional import batch_norm_scalar
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--quick", action="store_true", help="a batch of 16 instead of 64 for the route plot")
-parser.add_argument("--wrong", action="store_true", help="use a wrong answer in the exercise to see what it reports")
+add_arguments(parser)  # --check, --solution, --wrong: how the exercise is graded
 parser.add_argument("--out", default="lesson-output/07_batchnorm_backward", help="folder for the pictures")
 args = parser.parse_args()
 out_dir = Path(args.out)
 
-# --- Step 1: four samples of one feature, normalized -------------------------
+# %% Step 1: four samples of one feature, normalized
 # Every number is a Value; gamma and beta are the layer's scale and shift.
 samples = [Value(v, label=f"x[{i}]") for i, v in enumerate([1.0, 2.5, -0.5, 4.0])]
 gamma, beta = Value(1.5, label="gamma"), Value(0.2, label="beta")
@@ -44,7 +45,7 @@ print("inputs :", [x.data for x in samples])
 print("outputs:", [round(y.data, 4) for y in outputs])
 print("mean of outputs = beta:", round(sum(y.data for y in outputs) / 4, 6))
 
-# --- Step 2: a loss that weighs the outputs differently, and backward --------
+# %% Step 2: a loss that weighs the outputs differently, and backward
 # (If the loss were the plain sum of outputs, every dL/dx_i would be 0: the
 # outputs always sum to 4 * beta, whatever the inputs. Try it!)
 weights = [1.0, -2.0, 0.5, 3.0]
@@ -53,7 +54,7 @@ loss.label = "L"
 loss.backward()
 print("\ndL/dx_i:", [round(x.grad, 6) for x in samples])
 
-# --- Step 3: the three routes, measured in the engine ------------------------
+# %% Step 3: the three routes, measured in the engine
 # viz.routes splits x_i.grad by the first of the named nodes each path meets.
 i = 2
 x_i = samples[i]
@@ -67,7 +68,7 @@ for name, value in contributions.items():
 route_sum = sum(contributions.values())
 print(f"  sum           {route_sum: .12f}   (x[{i}].grad = {x_i.grad:.12f}, difference {abs(route_sum - x_i.grad):.1e})")
 
-# --- Step 4: the same three terms from the hand derivation -------------------
+# %% Step 4: the same three terms from the hand derivation
 x = np.array([[s.data] for s in samples])
 dy = np.array([[y.grad for y in outputs]]).T
 hand = tinyad.check.batch_norm_backward_steps(x, np.array([gamma.data]), dy)
@@ -94,20 +95,36 @@ rows = [
 print(tinyad.check.format_table(rows))
 
 
-# --- Exercise: the route through the batch mean --------------------------------
-# Fill in dL/dx_i through the batch mean, given dL/dmean and the batch size m.
-def route_through_mean(dL_dmean: float, m: int) -> float:
-    if args.wrong:
-        return dL_dmean  # forgot that the mean averages: d mean / d x_i = 1/m
-    return dL_dmean / m
+# %% Exercise: the route through the batch mean
+# Write the share of dL/dx_i that comes back through the batch mean, given
+# dL/dmean (the gradient that reached batch_mean) and the batch size m.
+# Replace the `raise NotImplementedError` line below and run the lesson again:
+# `--check` grades it on more cases, `--solution` shows the reference answer.
+def route_through_mean(dL_dmean: float, m: int) -> float:  # EXERCISE: write this function
+    """dL/dx_i through the batch mean, as a float."""
+    raise NotImplementedError("your turn: return the route through the mean")
 
 
-answer = route_through_mean(batch_mean.grad, m)
-verdict = tinyad.check.compare("your answer", answer, contributions[batch_mean.label], show=False)
-print(f"\nexercise: your route through the mean = {answer:.6f}, engine = {contributions[batch_mean.label]:.6f}:",
-      "right!" if verdict.approximate else "not yet: how much does the mean move when x_i moves by 1?")
+def engine_route_through_mean(dL_dmean: float, m: int) -> float:
+    """The engine's answer: a batch mean of m Values, sent dL_dmean, read at one sample."""
+    xs = [Value(float(k)) for k in range(m)]
+    mean = sum(xs[1:], xs[0]) * (1.0 / m)
+    (mean * dL_dmean).backward()
+    return xs[0].grad
 
-# --- Step 5: the pictures -----------------------------------------------------
+
+exercise = Exercise(
+    "07_batchnorm_backward",
+    task="route_through_mean(dL_dmean, m) returns the part of dL/dx_i that comes back through the batch mean",
+    hints=("the batch mean is (x_1 + ... + x_m) / m: how much does it move when x_i moves by 1?",
+           "d mean / d x_i = 1/m, so the route through the mean is dL_dmean * (1/m), the same for every sample"),
+    engine=engine_route_through_mean,
+    cases=[(batch_mean.grad, m), (1.0, 4), (-2.5, 64), (0.3, 2)],
+)
+answer = exercise.run(route_through_mean, args)
+print(f"the engine's route through the mean for x[{i}]: {contributions[batch_mean.label]:.6f}")
+
+# %% Step 5: the pictures
 # First every sample at once: each edge is labelled with the gradient message
 # it carried back, and coloured by the statistic it passes (red: own x_hat,
 # blue: batch variance, green: batch mean). Follow the green edges: the batch
@@ -125,7 +142,7 @@ try:
 except viz.RendererMissing as missing:
     print(f"\n{missing}")
 
-# --- Step 6: a batch too big to draw: the route plot ---------------------------
+# %% Step 6: a batch too big to draw: the route plot
 # With 64 samples the graph has over 500 nodes. The route plot shows the same
 # three numbers per sample as stacked bars, sorted by x_i. Read the formula off
 # it: the mean route is one number for every sample (dL/dmean / m), the

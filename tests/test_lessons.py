@@ -27,11 +27,12 @@ LESSONS = {
     "04": "04_mlp_training",
     "05": "05_covariate_shift",
     "06": "06_batchnorm_forward",
+    "07": "07_batchnorm_backward",
     "08": "08_train_vs_eval",
     "11": "11_backprop_ninja",
     "12": "12_scale_invariance",
 }
-EXERCISE_STUBS = ["01", "02", "03", "04", "06", "08", "11", "12"]
+EXERCISE_STUBS = ["01", "02", "03", "04", "06", "07", "08", "11", "12"]
 SOLVED_EXERCISES = sorted(set(LESSONS) - set(EXERCISE_STUBS))
 PICTURES = {
     "01": ["chain_rule.png", "chain_rule.dot"],
@@ -40,6 +41,7 @@ PICTURES = {
     "04": ["loss.png", "decision_boundary.png"],
     "05": ["covariate_shift.png", "sigmoid_saturation.png"],
     "06": ["batchnorm_forward.png", "zigzag.png", "whitening_cost.png"],
+    "07": ["batchnorm_every_sample.png", "batchnorm_routes.png", "batchnorm_routes_16.png", "batchnorm_explore.html"],
     "08": ["running_stats.png", "batch_noise.png"],
     "11": ["ninja_training.png"],
     "12": ["gradient_norms.png", "activations.png", "gradients.png", "update_ratio.png"],
