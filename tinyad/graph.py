@@ -28,11 +28,10 @@ Three design choices, all about graphs being deep or shared:
   cyclic garbage collector, which then dominates a training step. Without
   cycles, reference counting frees a graph the moment the last name for its
   output goes away.
-* A backward pass keeps its partial sums in local dictionaries and writes
-  ``.grad`` and the messages only once the whole pass has succeeded. Nothing
-  is stored in a node while a graph is searched or a pass runs, so a failed
-  pass (an error, Ctrl-C) changes no gradient, and reading a graph
-  (``edges``, ``find``, drawing) is safe at any time, from any thread.
+* The search and the pass keep their bookkeeping (the nodes visited, the
+  gradients summed so far) to themselves, never in the nodes, so reading a
+  graph (``edges``, ``find``, drawing) is safe at any time, also during a
+  pass. A pass that fails is undone, so it changes no gradient.
 """
 from __future__ import annotations
 
@@ -179,9 +178,10 @@ def topological_order(root: Node) -> list[Node]:
     return order
 
 
-# Two passes may run over one graph from two threads; each computes on its
-# own, and this lock makes their writes into .grad and .messages one at a time.
-_commit_lock = threading.Lock()
+# One backward pass at a time: a pass writes .grad and .messages as it goes, so
+# two passes from two threads run one after the other (a re-entrant lock, so a
+# backward function may itself run a backward pass).
+_one_pass_at_a_time = threading.RLock()
 
 
 def run_backward(root: Node, seed: Any) -> None:
@@ -189,36 +189,48 @@ def run_backward(root: Node, seed: Any) -> None:
 
     Walks the nodes in reverse topological order, so a node is reached only
     after every consumer has sent its message: the sum waiting for it in
-    ``upstream`` is then complete. Each pass's gradients are *added* into
-    ``.grad`` at the end, so calling backward twice accumulates exactly twice
-    the gradient (PyTorch's rule), even for intermediate nodes.
+    ``upstream`` is then complete, and is *added* into ``.grad`` (calling
+    backward twice accumulates exactly twice the gradient, PyTorch's rule).
 
-    Python's cyclic garbage collector is paused meanwhile: backward allocates
-    a burst of short-lived messages, and since a tinyad graph holds no
-    reference cycles the collector could find nothing to free in them.
+    A pass that fails (a backward function raises, or Ctrl-C) is undone:
+    every node it changed gets back its gradient and messages, so a failed
+    pass changes nothing. Python's cyclic garbage collector is paused
+    meanwhile: a tinyad graph holds no reference cycles, so the collector
+    could find nothing to free in the burst of messages backward allocates.
     """
-    collector_was_on = gc.isenabled()
-    gc.disable()
-    try:
+    with _one_pass_at_a_time:
+        collector_was_on = gc.isenabled()
+        gc.disable()
         upstream: dict[Node, Any] = {root: seed}  # dL/d(node), summed over the messages so far
-        sent: list[tuple[Node, tuple]] = []  # (node, the messages it sends its parents)
-        for node in reversed(topological_order(root)):
-            gradient = upstream.get(node)
-            if gradient is None or not node.parents:
-                continue  # no gradient reached it, or a leaf: nothing to send
-            messages = node.backward_fn(node, gradient)
-            sent.append((node, messages))
-            for parent, message in zip(node.parents, messages):
-                if message is not None and parent.requires_grad:  # a constant gets no gradient
-                    upstream[parent] = message if parent not in upstream else upstream[parent] + message
-        with _commit_lock:  # the pass succeeded: now change the nodes
-            for node, gradient in upstream.items():
+        first_reached: list[Node] = []  # op nodes no pass had reached: undone by zero_grad()
+        earlier: list[tuple] = []  # (node, grad, messages) of every other node changed, as they were
+        try:
+            for node in reversed(topological_order(root)):
+                gradient = upstream.pop(node, None)
+                if gradient is None:
+                    continue  # no path from root carried a gradient here
+                messages = node.backward_fn(node, gradient) if node.parents else None
+                if node.parents and node.messages is None:
+                    first_reached.append(node)
+                else:
+                    earlier.append((node, node.grad, node.messages))
                 node.add_to_grad(gradient)
-            for node, messages in sent:
+                if messages is None:
+                    continue  # a leaf: nothing to send
                 node.messages = messages if node.messages is None else _add_messages(node.messages, messages)
-    finally:
-        if collector_was_on:
-            gc.enable()
+                for parent, message in zip(node.parents, messages):
+                    if message is not None and parent.requires_grad:  # a constant gets no gradient
+                        waiting = upstream.get(parent)
+                        upstream[parent] = message if waiting is None else waiting + message
+        except BaseException:
+            for node in first_reached:
+                node.zero_grad()
+            for node, grad, messages in earlier:
+                node.grad, node.messages = grad, messages
+            raise
+        finally:
+            if collector_was_on:
+                gc.enable()
 
 
 def _add_messages(old: tuple, new: tuple) -> tuple:
