@@ -1,37 +1,32 @@
 """The one computation graph that every tinyad engine builds on.
 
 A ``Value`` (a scalar) and a ``Tensor`` (an array) are both ``Node``s. A node
-remembers the nodes it was computed from (``parents``), the name of the
-operation that made it (``op``), and a plain function (``backward_fn``) that
-turns the gradient arriving at the node into one gradient message per parent:
-the vector-Jacobian product of that op.
+remembers its inputs (``parents``), the operation that made it (``op``), and a
+plain function (``backward_fn``) that turns the gradient arriving at the node
+into one gradient message per parent: the vector-Jacobian product of that op.
 
 Reverse-mode differentiation is the chain rule applied from the output back:
 
     dL/d(parent) = sum over consumers c of  dL/dc * dc/d(parent)
 
-Each term of that sum is a *gradient message* that travels along one edge of
-the graph. ``backward`` computes every message once, adds the messages that
-reach a node, and records each message on its edge, so after backward a
-learner can ask "how much of x.grad came from this consumer?" (``message``,
-``edges``).
+Each term of that sum is a *gradient message* travelling along one edge.
+``backward`` computes every message once, adds up those reaching a node, and
+records each on its edge, so a learner can ask "how much of x.grad came from
+this consumer?" (``message``, ``edges``).
 
-Three design choices, all about graphs being deep or shared:
+Why it is written this way:
 
-* The topological order is computed with an explicit stack, never recursion.
-  Python's default recursion limit is 1000, and a recursive depth-first search
-  (micrograd's ``build_topo``) raises RecursionError on a chain of about 500
-  nodes. A loop over 1,000,000 nodes only costs memory for the stack list.
-* A node stores data and a reference to a plain function, never a closure
-  that captures the node itself. A closure stored on the node it captures
-  makes a reference cycle per node; such graphs can only be freed by Python's
-  cyclic garbage collector, which then dominates a training step. Without
-  cycles, reference counting frees a graph the moment the last name for its
-  output goes away.
-* The search and the pass keep their bookkeeping (the nodes visited, the
-  gradients summed so far) to themselves, never in the nodes, so reading a
-  graph (``edges``, ``find``, drawing) is safe at any time, also during a
-  pass. A pass that fails is undone, so it changes no gradient.
+* The topological order uses an explicit stack, never recursion: a recursive
+  search (micrograd's ``build_topo``) hits Python's recursion limit on a chain
+  of about 500 nodes; a loop over 1,000,000 nodes only costs list memory.
+* A node stores a plain function, never a closure over itself: such a closure
+  is a reference cycle per node, which only Python's cyclic garbage collector
+  can free (it then dominates a training step). Without cycles, reference
+  counting frees a graph as soon as its output is no longer named.
+* The search and the pass keep their bookkeeping (nodes visited, gradients
+  summed so far) to themselves, never in the nodes: reading a graph (``edges``,
+  ``find``, drawing) is safe at any time, also during a pass. A pass that
+  fails is undone, so it changes no gradient.
 """
 from __future__ import annotations
 
@@ -42,18 +37,8 @@ from typing import Any, Callable, Iterator
 
 from . import _pickling
 
-__all__ = [
-    "Node",
-    "topological_order",
-    "run_backward",
-    "no_grad",
-    "enable_grad",
-    "is_grad_enabled",
-    "edges",
-    "message",
-    "zero_grad",
-    "find",
-]
+__all__ = ["Node", "no_grad", "enable_grad", "is_grad_enabled", "topological_order", "run_backward",
+           "edges", "message", "find", "zero_grad"]
 
 
 class Node:
@@ -81,10 +66,8 @@ class Node:
     def __reduce_ex__(self, protocol: int) -> Any:
         return _pickling.reduce_node(self, protocol)
 
-    def __init__(
-        self, data: Any, parents: tuple = (), op: str = "", backward_fn: Callable | None = None,
-        saved: Any = None, label: str = "",
-    ) -> None:
+    def __init__(self, data: Any, parents: tuple = (), op: str = "", backward_fn: Callable | None = None,
+                 saved: Any = None, label: str = "") -> None:
         """A leaf holding ``data``, or, given ``parents``, the result of ``op`` on them."""
         self.data = data
         self.grad = None
@@ -103,9 +86,6 @@ class Node:
     def add_to_grad(self, gradient: Any) -> None:
         """Add one backward pass's dL/d(this node) into ``.grad``."""
         self.grad = gradient if self.grad is None else self.grad + gradient
-
-    def backward(self, grad: Any = None) -> None:  # pragma: no cover - overridden
-        raise NotImplementedError
 
 
 # ---------------------------------------------------------------------------
@@ -137,9 +117,8 @@ def _grad_mode(enabled: bool) -> Iterator[None]:
 def no_grad() -> Any:
     """Record nothing inside the block: results are leaves with no parents.
 
-    Use it for evaluation and for parameter updates: an optimizer step such as
-    ``w = w - lr * w.grad`` must not itself become part of the next graph.
-    Like PyTorch's, the switch belongs to the thread that sets it.
+    For evaluation and parameter updates (``w = w - lr * w.grad`` must not join
+    the next graph). As in PyTorch, the switch belongs to the thread that sets it.
     """
     return _grad_mode(False)
 
