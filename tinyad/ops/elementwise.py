@@ -281,11 +281,11 @@ def abs(a: Tensor) -> Tensor:
 
 
 def _abs_backward(node: Tensor, upstream: Any) -> tuple:
-    # d|a|/da = sign(a): selected, +upstream where a > 0 and -upstream where
-    # a < 0, else 0 (at a = 0, and at NaN, as in PyTorch)
+    # d|a|/da = sign(a), taken as 0 at a = 0 and at NaN, as in PyTorch. Multiplied,
+    # as PyTorch does (grad * sgn(a)): an infinite upstream at a = 0 gives NaN there too
     (a,) = node.parents
-    xp = node.backend.xp
-    return (xp.where(a.data > 0, upstream, xp.where(a.data < 0, -upstream, 0)),)
+    sign = (a.data > 0).astype(upstream.dtype) - (a.data < 0).astype(upstream.dtype)
+    return (upstream * sign,)
 
 
 # ---- choosing between two inputs ---------------------------------------------
