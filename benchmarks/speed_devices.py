@@ -207,10 +207,12 @@ def _unbroadcast_cached(gradient: Any, shape: tuple) -> Any:
 _new = object.__new__
 
 
-def _wrap_bypassing_init(cls: type, array: Any, backend: Any, requires_grad: bool = False) -> Any:
+def _wrap_bypassing_init(cls: type, array: Any, backend: Any, requires_grad: bool = False,
+                         parents: tuple = (), op: str = "", backward_fn: Any = None, saved: Any = None) -> Any:
+    """Tensor._wrap writing the slots directly instead of calling Node.__init__."""
     out = _new(cls)
-    out.data, out.grad, out.parents, out.op, out.label = array, None, (), "", ""
-    out.backward_fn = out.saved = out.messages = None
+    out.data, out.grad, out.parents, out.op, out.label = array, None, parents, op, ""
+    out.backward_fn, out.saved, out.messages = backward_fn, saved, None
     out.backend, out.requires_grad = backend, requires_grad
     return out
 

@@ -460,3 +460,23 @@ def test_rendering_prints_no_fontconfig_warning(tmp_path):
                           env={**__import__("os").environ, "PATH": ""})  # no system dot: the bundled engine draws
     assert done.returncode == 0, done.stderr
     assert "Fontconfig" not in done.stderr
+
+
+def test_plot_routes_without_matplotlib_names_the_package_to_install(tmp_path):
+    # a fresh `pip install .` has no matplotlib: the route plot must say what to install
+    code = (
+        "import sys; sys.modules['matplotlib'] = None\n"
+        "from tinyad import Value, viz\n"
+        "from tinyad.nn.functional import batch_norm_scalar\n"
+        "xs = [Value(v) for v in (1.0, 2.0, 4.0)]\n"
+        "ys = [row[0] for row in batch_norm_scalar([[x] for x in xs])]\n"
+        "loss = ys[0] * 2.0 + ys[1]\n"
+        "loss.backward()\n"
+        "try:\n"
+        f"    viz.plot_routes(xs, loss, {str(tmp_path / 'r.png')!r})\n"
+        "except ImportError as error:\n"
+        "    print(error)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "pip install matplotlib" in done.stdout and not (tmp_path / "r.png").exists()

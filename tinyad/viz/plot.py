@@ -112,7 +112,13 @@ def plot_routes(x: Node | Sequence[Node], root: Node, path: str | Path | None = 
     writes: .png, .svg, .pdf) and closed. ``sort=True`` orders the samples
     by their value x_i, which makes the variance route a straight line.
     """
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError as error:
+        raise ImportError(
+            "plot_routes draws with matplotlib, which is not installed: pip install matplotlib "
+            '(or the lessons extra, pip install ".[lessons]")'
+        ) from error
 
     if path is not None:
         matplotlib.use("Agg", force=False)
