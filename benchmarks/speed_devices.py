@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT))
 
 from _report import interleaved_medians, machine_line, write_section  # noqa: E402
+from batchnorm import settle_allocator  # noqa: E402
 
 import tinyad  # noqa: E402
 import tinyad.scalar  # noqa: E402
@@ -256,6 +257,7 @@ def _with(device: Callable[[], contextlib.AbstractContextManager], step: Callabl
 
 
 def device_rows(quick: bool, repeats: int) -> list[str]:
+    settle_allocator()  # as benchmarks/batchnorm.py does: big arrays reuse freed memory, not fresh mappings
     steps = workloads(quick)
     rows = [
         "| device | " + " | ".join(steps) + " | kept? |",

@@ -24,9 +24,12 @@ __all__ = [
 def _broadcasting(op: str, compute: Any, a: Tensor, b: Tensor) -> Any:
     """``compute(a.data, b.data)`` in PyTorch's result dtype (``result_dtype``),
     with NumPy's shape error told in tinyad's words."""
-    dtype = result_dtype(a, b)
+    first, second = a.data, b.data
+    if first.dtype != second.dtype:
+        dtype = result_dtype(a, b)
+        first, second = first.astype(dtype, copy=False), second.astype(dtype, copy=False)
     try:
-        return compute(a.data.astype(dtype, copy=False), b.data.astype(dtype, copy=False))
+        return compute(first, second)
     except ValueError:
         raise shape_error(op, a.shape, b.shape) from None
 
@@ -151,16 +154,17 @@ def _check_power_domain(backend: Backend, data: Any, exponent: float) -> None:
     zero, and a negative base needs an integer n (an inverse square root,
     n = -1/2, must check both). NaN is neither zero nor negative, so it
     passes, and NaN ** n is NaN, as in PyTorch."""
-    negative_exponent = exponent < 0
-    zero = data == 0
-    if negative_exponent and zero.any():
-        raise ValueError(f"**: 0 ** {exponent!r} is a division by zero: the base {first_bad(backend, data, zero)}")
-    negative = data < 0
-    if not float(exponent).is_integer() and negative.any():
-        raise ValueError(
-            f"**: a negative base needs an integer exponent, the exponent is {exponent!r} and "
-            f"the base {first_bad(backend, data, negative)}"
-        )
+    if exponent < 0:
+        zero = data == 0
+        if zero.any():
+            raise ValueError(f"**: 0 ** {exponent!r} is a division by zero: the base {first_bad(backend, data, zero)}")
+    if not float(exponent).is_integer():
+        negative = data < 0
+        if negative.any():
+            raise ValueError(
+                f"**: a negative base needs an integer exponent, the exponent is {exponent!r} and "
+                f"the base {first_bad(backend, data, negative)}"
+            )
 
 
 def tensor_power(base: Tensor, exponent: Tensor) -> Tensor:
