@@ -136,13 +136,17 @@ class Backend:
         """
         x_hat, inv_std = saved
         m = dy.size // x_hat.shape[1]
-        sum_dy = dy.sum(axis=axes, keepdims=True)
-        sum_dy_xhat = (dy * x_hat).sum(axis=axes, keepdims=True)
+        # float16 sums are accumulated, and divided by m, in float32 (a float16 sum
+        # passes 65504 and becomes inf), as NumPy's mean does in the forward pass
+        wide = self.xp.float32 if dy.dtype == self.xp.float16 else None
+        sum_dy = dy.sum(axis=axes, keepdims=True, dtype=wide)
+        sum_dy_xhat = (dy * x_hat).sum(axis=axes, keepdims=True, dtype=wide)
         scale = inv_std if weight is None else weight.reshape(inv_std.shape) * inv_std
-        dx = x_hat * (sum_dy_xhat / -m)
+        dx = x_hat * (sum_dy_xhat / -m).astype(dy.dtype)
         dx += dy
-        dx -= sum_dy / m
+        dx -= (sum_dy / m).astype(dy.dtype)
         dx *= scale
+        sum_dy, sum_dy_xhat = sum_dy.astype(dy.dtype), sum_dy_xhat.astype(dy.dtype)
         return dx, sum_dy_xhat.reshape(-1), sum_dy.reshape(-1)
 
 
