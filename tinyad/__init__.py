@@ -2,7 +2,7 @@
 
 The public API is deliberately small; everything a lesson needs is here.
 """
-from . import check, nn, optim, viz
+from . import check, datasets, nn, optim, viz
 from .graph import edges, enable_grad, find, is_grad_enabled, message, no_grad, zero_grad
 from .nn.init import manual_seed
 from .scalar import Value
@@ -26,6 +26,7 @@ __all__ = [
     "edges",
     "message",
     "check",
+    "datasets",
     "nn",
     "optim",
     "viz",
