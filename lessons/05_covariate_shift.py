@@ -23,7 +23,7 @@ This script
      pre-activations outside the linear region and the gradient that reaches them,
   5. asks you for sigmoid's derivative.
 
-Run:  python lessons/05_covariate_shift.py [--quick] [--wrong] [--out DIR]
+Run:  python lessons/05_covariate_shift.py [--quick] [--check | --solution | --wrong] [--out DIR]
 """
 import argparse
 from pathlib import Path
@@ -37,11 +37,12 @@ from sklearn.datasets import make_classification
 
 import tinyad
 from tinyad import Tensor, Value, nn
+from tinyad.exercises import Exercise, add_arguments
 from tinyad.nn.functional import cross_entropy
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--quick", action="store_true", help="train for fewer steps")
-parser.add_argument("--wrong", action="store_true", help="use a wrong answer in the exercise to see what it reports")
+add_arguments(parser)  # --check, --solution, --wrong: how the exercise is graded
 parser.add_argument("--out", default="lesson-output/05_covariate_shift", help="folder for the pictures")
 args = parser.parse_args()
 out_dir = Path(args.out)
@@ -49,7 +50,7 @@ out_dir.mkdir(parents=True, exist_ok=True)
 tinyad.manual_seed(0)
 rng = np.random.default_rng(0)
 
-# --- Step 1: data and a sigmoid network ---------------------------------------------
+# %% Step 1: data and a sigmoid network
 # 10 features, standardized (mean 0, std 1 per feature), 2 classes.
 features, labels = make_classification(n_samples=1200, n_features=10, n_informative=6, random_state=0)
 features = (features - features.mean(axis=0)) / features.std(axis=0)
@@ -69,7 +70,7 @@ def measure() -> tuple:
     return h1.data, z2.data
 
 
-# --- Step 2: train, and watch the inputs of layer 2 move ------------------------------------
+# %% Step 2: train, and watch the inputs of layer 2 move
 # SGD, batches of 32. Every few steps, the probe batch goes through layers 1 and 2.
 steps = 400 if args.quick else 2000
 every, record_every = steps // 8, steps // 40  # print 8 rows, plot 40 points
@@ -103,7 +104,7 @@ print(f"\ndrift of layer 2's inputs: each of its 32 input units moved its mean b
 print(f"drift of unit 0's pre-activation z2[0]: median {np.median(z2_start[:, 0]):.3f} -> {np.median(z2_end[:, 0]):.3f}, "
       f"std {z2_start[:, 0].std():.3f} -> {z2_end[:, 0].std():.3f}")
 
-# --- Step 3: whose change is it? The layer below, or layer 2 itself -----------------------------
+# %% Step 3: whose change is it? The layer below, or layer 2 itself
 # z2 = W2 h1 + b2 moves for two reasons: its inputs h1 move (the layer below
 # learns: covariate shift proper), and its own weights W2 learn. Two
 # counterfactuals separate them:
@@ -146,7 +147,7 @@ figure.savefig(out_dir / "covariate_shift.png", dpi=120)
 plt.close(figure)
 print(f"\npicture: {out_dir / 'covariate_shift.png'}")
 
-# --- Step 4: sigmoid'(z), from the engine ----------------------------------------------------
+# %% Step 4: sigmoid'(z), from the engine
 # The gradient a sigmoid passes back is upstream * sigmoid'(z): a factor of at most 0.25.
 print("\nsigmoid'(z) from the engine, against s (1 - s):")
 for z in [0.0, 1.0, 2.0, 4.0, 6.0, 10.0]:
@@ -156,7 +157,7 @@ for z in [0.0, 1.0, 2.0, 4.0, 6.0, 10.0]:
     print(f"  sigmoid'({z:4.1f}) = {node.grad:.3e}   s (1 - s) = {s.data * (1 - s.data):.3e}   "
           f"({node.grad / 0.25:6.2%} of the peak)")
 
-# --- Step 5: saturation, measured ---------------------------------------------------------------
+# %% Step 5: saturation, measured
 # The same features in other units (times 10) enter a fresh sigmoid layer.
 # With L = sum(G * sigmoid(z)) for a random G, dL/dz = G * sigmoid'(z); the
 # engine keeps the intermediate z's gradient, so we can read it directly.
@@ -201,18 +202,29 @@ plt.close(figure)
 print(f"\npicture: {out_dir / 'sigmoid_saturation.png'}")
 
 
-# --- Exercise: sigmoid's derivative ------------------------------------------------------------
-# Given the pre-activations z, return d sigmoid(z) / dz elementwise.
-def your_sigmoid_derivative(z: np.ndarray) -> np.ndarray:  # EXERCISE
-    s = 1 / (1 + np.exp(-z))
-    if args.wrong:
-        return z * (1 - z)  # used the input z where the output s belongs
-    return s * (1 - s)
+# %% Exercise: sigmoid's derivative
+# Given the pre-activations z (a NumPy array), return d sigmoid(z) / dz
+# elementwise. Replace the `raise NotImplementedError` line below and run the
+# lesson again: `--check` grades it on more arrays, `--solution` shows the reference.
+def your_sigmoid_derivative(z: np.ndarray) -> np.ndarray:  # EXERCISE: write this function
+    """sigmoid'(z), elementwise, as an array of z's shape."""
+    raise NotImplementedError("your turn: return sigmoid'(z)")
 
 
-z = Tensor([-4.0, -1.0, 0.0, 0.5, 3.0], requires_grad=True, label="z")
-z.sigmoid().sum().backward()
-answer = your_sigmoid_derivative(z.data)
-verdict = tinyad.check.compare("your sigmoid'", answer, z, show=False)
-print(f"\nexercise: your sigmoid'(z) = {np.round(answer, 6).tolist()}, engine = {np.round(z.grad, 6).tolist()}:",
-      "right!" if verdict.approximate else "not yet: the derivative is written with the OUTPUT s = sigmoid(z)")
+def engine_sigmoid_derivative(z: np.ndarray) -> np.ndarray:
+    """The engine's answer: backward through Tensor.sigmoid."""
+    leaf = Tensor(z, requires_grad=True)
+    leaf.sigmoid().sum().backward()
+    return leaf.grad
+
+
+exercise = Exercise(
+    "05_covariate_shift",
+    task="your_sigmoid_derivative(z) returns d sigmoid(z)/dz for every element of the array z",
+    hints=("write it with the output s = sigmoid(z) = 1 / (1 + exp(-z)), not with z itself",
+           "sigmoid'(z) = s * (1 - s): largest (0.25) at z = 0, near 0 where the unit saturates"),
+    engine=engine_sigmoid_derivative,
+    cases=[(np.array([-4.0, -1.0, 0.0, 0.5, 3.0]),), (np.linspace(-8.0, 8.0, 9),), (np.array([[12.0, -12.0], [0.1, -0.1]]),)],
+)
+answer = exercise.run(your_sigmoid_derivative, args)
+print(f"sigmoid'(z) at z = [-4, -1, 0, 0.5, 3]: {np.round(answer, 6).tolist()}")

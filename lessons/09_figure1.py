@@ -32,9 +32,10 @@ GPU, if CuPy and one are there). The paper leaves several choices open (the
 optimizer, the learning rate, the Gaussian's width, eps, ...): the script
 prints the ones it made, and writes them at the top of its results file.
 
-Run:  python lessons/09_figure1.py [--quick] [--wrong] [--steps N] [--seeds K] [--mnist DIR | --download] [--out DIR]
+Run:  python lessons/09_figure1.py [--quick] [--check | --solution | --wrong] [--steps N] [--seeds K] [--mnist DIR | --download] [--out DIR]
       --quick: 600 steps instead of 5,000 (5 seeds still, fewer looks), for a first look
-      --wrong puts a typical mistake into the exercise at the end, to see what it reports.
+      --check grades your exercise on more batches, --solution runs the reference answer,
+      --wrong runs a typical mistake, to see what it reports.
 """
 import os
 
@@ -57,6 +58,7 @@ from tqdm import tqdm  # noqa: E402
 
 import tinyad  # noqa: E402
 from tinyad import Tensor, datasets, nn  # noqa: E402
+from tinyad.exercises import Exercise, add_arguments  # noqa: E402
 from tinyad.nn.functional import cross_entropy  # noqa: E402
 
 # The choices the paper does not make for us, in one place (printed, and
@@ -74,7 +76,7 @@ PLAIN, BN = "without BatchNorm", "with BatchNorm"
 COLORS = {PLAIN: "#1f77b4", BN: "#d62728"}
 
 
-# --- Step 1: the data ------------------------------------------------------------------------------
+# %% Step 1: the data
 # tinyad.datasets gives uint8 images and labels; .standardized() flattens each
 # image to 784 numbers, divides by 255 and standardizes with the training
 # set's mean and std (two numbers for the whole set).
@@ -86,7 +88,7 @@ def load_data(args) -> tuple:
     return digits.standardized(), digits.source
 
 
-# --- Step 2: the two networks, from a small Gaussian ------------------------------------------------
+# %% Step 2: the two networks, from a small Gaussian
 def build_network(batch_norm: bool, inputs: int, classes: int, init_std: float, seed: int) -> nn.Sequential:
     """784-100-100-100-10 sigmoid network; every weight ~ N(0, init_std^2), every bias 0; gamma 1, beta 0."""
     layers, width = [], inputs
@@ -132,7 +134,7 @@ def evaluate(model: nn.Sequential, x: Tensor, y: np.ndarray) -> tuple:
     return accuracy, h.numpy()
 
 
-# --- Step 3: training, with a look every few steps ---------------------------------------------------
+# %% Step 3: training, with a look every few steps
 def train(batch_norm: bool, data: tuple, steps: int, eval_every: int, seed: int, lr: float, init_std: float,
           device: str, bar) -> dict:
     """One network, one seed. Returns the looks: step, test accuracy, and the percentiles of all 100 units."""
@@ -170,7 +172,7 @@ def train(batch_norm: bool, data: tuple, steps: int, eval_every: int, seed: int,
             "percentiles": np.array(history["percentiles"]), "model": model}
 
 
-# --- Step 4: how far the units' inputs move --------------------------------------------------------
+# %% Step 4: how far the units' inputs move
 # A unit's drift at step t: how far its median is from where it ends,
 # measured in its own final 15-85 spread,
 #     drift_t = |p50_t - p50_end| / (p85_end - p15_end),
@@ -188,32 +190,38 @@ def typical_unit(percentiles: np.ndarray) -> int:
     return int(np.argsort(wander)[len(wander) // 2])
 
 
-# --- Exercise: the gradient that starts every backward pass ------------------------------------------
+# %% Exercise: the gradient that starts every backward pass
 # The loss is the MEAN cross-entropy over a batch of N examples,
 #     L = -(1/N) sum_n log softmax(z_n)[y_n],
 # and its gradient with respect to the logits z (an N x classes array) is
 #     dL/dz = (softmax(z) - onehot(y)) / N.
 # Fill it in with numpy; the engine's logits.grad is the answer it is compared with.
-def your_logits_gradient(z: np.ndarray, y: np.ndarray, wrong: bool = False) -> np.ndarray:  # EXERCISE
-    shifted = z - z.max(axis=1, keepdims=True)  # the same softmax, without overflow
-    softmax = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
-    onehot = np.eye(z.shape[1])[y]
-    if wrong:
-        return softmax - onehot  # forgot the 1/N of the mean: the gradient of the SUM of the losses
-    return (softmax - onehot) / len(z)
+def your_logits_gradient(z: np.ndarray, y: np.ndarray) -> np.ndarray:  # EXERCISE: write this function
+    """dL/dz for the mean cross-entropy of logits z (N x classes) and integer labels y."""
+    raise NotImplementedError("your turn: return dL/dlogits")
 
 
-def exercise(model: nn.Sequential, x: np.ndarray, y: np.ndarray, wrong: bool) -> None:
-    """Compare the learner's dL/dlogits with the engine's, on one batch of a trained plain network."""
+def engine_logits_gradient(z: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The engine's answer: the logits as a leaf, cross_entropy, backward."""
+    logits = Tensor(z, requires_grad=True, label="logits")  # a leaf, so that backward stops here
+    cross_entropy(logits, y).backward()
+    return logits.grad
+
+
+def exercise(model: nn.Sequential, x: np.ndarray, y: np.ndarray, args: argparse.Namespace) -> None:
+    """Grade the learner's dL/dlogits against the engine's, on one batch of a trained plain network."""
     model.to("cpu")
     with tinyad.no_grad():
         z = model(Tensor(x)).data  # the network's logits for the batch
-    logits = Tensor(z, requires_grad=True, label="logits")  # a leaf, so that backward stops here
-    cross_entropy(logits, y).backward()
-    answer = your_logits_gradient(z, y, wrong)
-    verdict = tinyad.check.compare("your dL/dlogits", answer, logits.grad, show=False)
-    print(f"\nexercise: dL/dlogits on one batch of {len(z)}: largest difference from the engine {verdict.maxdiff:.2e}:",
-          "right!" if verdict.approximate else "not yet: the loss is a mean over the batch; what does that do to each gradient?")
+    rng = np.random.default_rng(1)  # its own generator: the experiment's numbers stay as they were
+    Exercise(
+        "09_figure1",
+        task="your_logits_gradient(z, y) returns dL/dz of the MEAN cross-entropy over the batch",
+        hints=("softmax(z) - onehot(y) is the gradient of ONE example's loss; the loss here is a mean over N of them",
+               "dL/dz = (softmax(z) - onehot(y)) / N, with N = len(z); subtract each row's max before exp"),
+        engine=engine_logits_gradient,
+        cases=[(z, y), (rng.normal(size=(4, 10)), rng.integers(0, 10, size=4)), (50 * rng.normal(size=(3, 10)), np.array([0, 9, 3]))],
+    ).run(your_logits_gradient, args)
 
 
 def band(axis, steps, values, color, label, style="-") -> None:
@@ -225,7 +233,7 @@ def band(axis, steps, values, color, label, style="-") -> None:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="600 steps instead of 5000, for a first look")
-    parser.add_argument("--wrong", action="store_true", help="use a wrong answer in the exercise to see what it reports")
+    add_arguments(parser)  # --check, --solution, --wrong: how the exercise is graded
     parser.add_argument("--steps", type=int, default=None, help="training steps per network (default 5000; the paper: 50000)")
     parser.add_argument("--seeds", type=int, default=5, help="seeds per network (default 5)")
     parser.add_argument("--eval-every", type=int, default=None,
@@ -285,7 +293,7 @@ def main(argv=None) -> None:
     accuracy = {name: np.array([r["accuracy"] for r in rs]) for name, rs in runs.items()}  # (seeds, looks)
     drifts = {name: np.array([np.median(drift(r["percentiles"]), axis=1) for r in rs]) for name, rs in runs.items()}
 
-    # --- Step 5: the numbers behind the pictures ---------------------------------------------------
+    # %% Step 5: the numbers behind the pictures
     print(f"\ntest accuracy, median over {len(seeds)} seeds [min, max]; drift of the last hidden layer's inputs "
           "(median over the 100 units, median over seeds)")
     print(f"{'step':>6s} | {'without BN':^21s} | {'with BN':^21s} | {'drift, no BN':>12s} {'drift, BN':>9s}")
@@ -364,7 +372,7 @@ def main(argv=None) -> None:
     print(f"with BatchNorm, seed 0, population statistics (Algorithm 2) instead of running averages: test accuracy "
           f"{population_accuracy:.4f} (running averages: {accuracy[BN][0, -1]:.4f})")
 
-    # --- Step 6: the pictures ----------------------------------------------------------------------
+    # %% Step 6: the pictures
     figure, (full, zoom) = plt.subplots(1, 2, figsize=(11, 4))
     for axis in (full, zoom):
         for name in runs:
@@ -421,7 +429,7 @@ def main(argv=None) -> None:
     figure.savefig(out_dir / "figure1_all_units.png", dpi=110)
     plt.close(figure)
 
-    # --- Step 7: the results file, its header stating every choice -----------------------------------
+    # %% Step 7: the results file, its header stating every choice
     lines = ["# Figure 1 of Ioffe & Szegedy (2015), with tinyad", "",
              "Written by `lessons/09_figure1.py`. Every choice the paper leaves open:", ""]
     lines += [f"* **{key}**: {value}" for key, value in settings]
@@ -443,7 +451,7 @@ def main(argv=None) -> None:
     print(f"results:  {out_dir / 'figure1_results.md'}, numbers: {out_dir / 'figure1.json'}")
 
     # --- Exercise (after the experiment, so it changes none of its numbers) --------------------------
-    exercise(runs[PLAIN][0]["model"], train_x[:BATCH], train_y[:BATCH], args.wrong)
+    exercise(runs[PLAIN][0]["model"], train_x[:BATCH], train_y[:BATCH], args)
     print(f"time: {time.perf_counter() - started:.1f} s")
 
 

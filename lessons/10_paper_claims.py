@@ -32,11 +32,12 @@ measured, draws it, and gives each claim a verdict computed from the numbers:
 These are small networks on a small data set: evidence about each claim at
 this scale, not a rerun of the ImageNet results.
 
-Run:  python lessons/10_paper_claims.py [--quick] [--wrong] [--out DIR] [--write-docs] [--mnist DIR | --download]
+Run:  python lessons/10_paper_claims.py [--quick] [--check | --solution | --wrong] [--out DIR] [--write-docs] [--mnist DIR | --download]
       The tables always go to DIR/claims.md and the numbers to DIR/claims.json;
       only --write-docs also writes docs/claims.md (the project's page).
       --quick runs smaller experiments (2 seeds, 400 steps), for a first look.
-      --wrong puts a typical mistake into the exercise at the end, to see what it reports.
+      --check grades your exercise on more batches, --solution runs the reference answer,
+      --wrong runs a typical mistake, to see what it reports.
 """
 import os
 
@@ -61,6 +62,7 @@ from tqdm import tqdm  # noqa: E402
 
 import tinyad  # noqa: E402
 from tinyad import Tensor, datasets, nn  # noqa: E402
+from tinyad.exercises import Exercise, add_arguments  # noqa: E402
 from tinyad.nn import functional as F  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -95,7 +97,7 @@ def sizes(quick: bool) -> dict:
                 eval_every=25, probe_every=50, last=100)
 
 
-# --- Step 1: the networks ---------------------------------------------------------------------------
+# %% Step 1: the networks
 class InjectedShift(nn.Module):
     """Santurkar et al.'s noise: after BatchNorm, a random per-unit scale and shift, new at every training step.
 
@@ -190,7 +192,7 @@ def last_sigmoid_inputs(model: nn.Sequential, x: np.ndarray) -> np.ndarray:
     return h.data
 
 
-# --- Step 2: Santurkar et al.'s probes: the landscape along the gradient -------------------------------
+# %% Step 2: Santurkar et al.'s probes: the landscape along the gradient
 def probe_landscape(model: nn.Sequential, x: np.ndarray, y: np.ndarray, lr: float) -> tuple:
     """At the current weights w, on one batch: the loss L(w - eta g) and the gradient change |g(w - eta g) - g(w)|
     for eta = lr * each of STEP_MULTIPLES, g = dL/dw at w. Returns (range of the loss, range of the gradient
@@ -221,7 +223,7 @@ def probe_landscape(model: nn.Sequential, x: np.ndarray, y: np.ndarray, lr: floa
     return max(losses) - min(losses), max(changes) - min(changes), float(np.linalg.norm(gradient))
 
 
-# --- Step 3: one training run ---------------------------------------------------------------------------
+# %% Step 3: one training run
 def train(kind: str, lr: float, seed: int, steps: int, data: tuple, size: dict, init_std: float = INIT_STD,
           probe: bool = False, progress=None) -> dict:
     """Train one network with SGD; look at the test set every eval_every steps.
@@ -291,7 +293,7 @@ def shift_between_looks(percentiles: np.ndarray) -> np.ndarray:
     return np.median(np.abs(np.diff(percentiles[:, 1, :], axis=0)) / width, axis=1)
 
 
-# --- Exercise: the gradient with the statistics detached ----------------------------------------------
+# %% Exercise: the gradient with the statistics detached
 # With detach_stats=True the batch mean and variance are constants in backward,
 # so y = gamma * (x - mean) * inv_std + beta is, for backward, a straight line
 # in x, and
@@ -300,28 +302,35 @@ def shift_between_looks(percentiles: np.ndarray) -> np.ndarray:
 # terms, the routes through the mean and the variance; the mean's route is what
 # makes sum over the batch of dL/dx, the gradient of a shift b before BatchNorm,
 # exactly 0. Without it that sum is not 0, and b walks off: claim (e).
-def your_detached_gradient(x: np.ndarray, gamma: np.ndarray, dy: np.ndarray, wrong: bool = False) -> np.ndarray:  # EXERCISE
-    inv_std = 1.0 / np.sqrt(x.var(axis=0) + EPS)
-    direct = dy * gamma * inv_std
-    if wrong:
-        return direct - direct.mean(axis=0)  # kept the route through the mean: the statistics are constants here
-    return direct
+def your_detached_gradient(x: np.ndarray, gamma: np.ndarray, dy: np.ndarray) -> np.ndarray:  # EXERCISE: write this function
+    """dL/dx of BatchNorm with detached statistics, for a batch x (N x features), gamma and dL/dy."""
+    raise NotImplementedError("your turn: return dL/dx with the statistics held constant")
 
 
-def exercise(wrong: bool) -> None:
-    """Compare the learner's dL/dx with the engine's, for BatchNorm with detached statistics on one small batch."""
-    rng = np.random.default_rng(0)  # its own generator: the experiments' random numbers stay as they were
-    x_data = rng.normal(2.0, 3.0, size=(BATCH, 4))
-    gamma_data, dy = rng.normal(1.0, 0.5, size=4), rng.normal(size=(BATCH, 4))
-    x = Tensor(x_data, requires_grad=True, label="x")
-    gamma, beta = Tensor(gamma_data, requires_grad=True), Tensor(np.zeros(4), requires_grad=True)
-    y = F.batch_norm(x, None, None, gamma, beta, training=True, eps=EPS, detach_stats=True)
+def engine_detached_gradient(x: np.ndarray, gamma: np.ndarray, dy: np.ndarray) -> np.ndarray:
+    """The engine's answer: batch_norm(..., detach_stats=True), backward with dL/dy = dy."""
+    leaf = Tensor(x, requires_grad=True, label="x")
+    weight, bias = Tensor(gamma, requires_grad=True), Tensor(np.zeros(len(gamma)), requires_grad=True)
+    y = F.batch_norm(leaf, None, None, weight, bias, training=True, eps=EPS, detach_stats=True)
     (y * Tensor(dy)).sum().backward()  # a loss whose dL/dy is dy
-    answer = your_detached_gradient(x_data, gamma_data, dy, wrong)
-    verdict = tinyad.check.compare("your dL/dx", answer, x.grad, show=False)
-    print(f"\nexercise: dL/dx with detached statistics, largest difference from the engine {verdict.maxdiff:.2e}; "
-          f"its sum over the batch (dL/db for a shift b before BatchNorm): {np.round(x.grad.sum(axis=0), 3).tolist()}:")
-    print("  right!" if verdict.approximate else "  not yet: with detached statistics the mean is a constant in backward; which term does that remove?")
+    return leaf.grad
+
+
+def exercise(args: argparse.Namespace) -> None:
+    """Grade the learner's dL/dx against the engine's, for BatchNorm with detached statistics."""
+    rng = np.random.default_rng(0)  # its own generator: the experiments' random numbers stay as they were
+    cases = [(rng.normal(2.0, 3.0, size=(n, 4)), rng.normal(1.0, 0.5, size=4), rng.normal(size=(n, 4))) for n in (BATCH, 8, 3)]
+    grad = Exercise(
+        "10_paper_claims",
+        task="your_detached_gradient(x, gamma, dy) returns dL/dx when the batch mean and variance are constants",
+        hints=("with the statistics detached, y = gamma * (x - mean) * inv_std + beta is a straight line in x for backward",
+               "dL/dx = dy * gamma * inv_std with inv_std = 1 / sqrt(var + eps), var the biased variance per feature: "
+               "no route through the mean or the variance"),
+        engine=engine_detached_gradient,
+        cases=cases,
+    ).run(your_detached_gradient, args)
+    print(f"  its sum over the batch (dL/db for a shift b before BatchNorm): {np.round(grad.sum(axis=0), 3).tolist()}: "
+          "not 0, so nothing holds b in place (claim e)")
 
 
 def save(figure, out_dir: Path, name: str, pictures: list) -> None:
@@ -334,7 +343,7 @@ def save(figure, out_dir: Path, name: str, pictures: list) -> None:
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller experiments (2 seeds, 400 steps), for a first look")
-    parser.add_argument("--wrong", action="store_true", help="use a wrong answer in the exercise to see what it reports")
+    add_arguments(parser)  # --check, --solution, --wrong: how the exercise is graded
     parser.add_argument("--out", default="lesson-output/10_paper_claims", help="folder for the pictures, claims.md and claims.json")
     parser.add_argument("--write-docs", action=argparse.BooleanOptionalAction, default=False,
                         help=f"also write the tables to {DOCS_FILE.relative_to(REPO)} (default: no)")
@@ -392,7 +401,7 @@ def main(argv=None) -> None:
     results = {"quick": args.quick, "steps": steps, "seeds": list(seeds), "target": target}
     rows, pictures = {}, []
 
-    # --- Step 4 (a): learning rates --------------------------------------------------------------------
+    # %% Step 4 (a): learning rates
     # The same network and batches at rates from small to absurd. Where does
     # each network stop training, and which rate is best for each?
     rates = size["learning_rates"]
@@ -455,7 +464,7 @@ def main(argv=None) -> None:
     left.set_title(f"(a) learning-rate sweep, {steps} steps")
     save(figure, out_dir, "learning_rates.png", pictures)
 
-    # --- Step 5 (d): steps to a target accuracy, each network at its own best rate ----------------------
+    # %% Step 5 (d): steps to a target accuracy, each network at its own best rate
     # The fastest rate of each network in the sweep (fewest median steps to
     # the target), then more seeds at that rate. The ratio is taken per seed
     # (the same batches for both networks), and shown as median [min, max].
@@ -520,7 +529,7 @@ def main(argv=None) -> None:
     axis.legend(fontsize=8, loc="lower right")
     save(figure, out_dir, "steps_to_target.png", pictures)
 
-    # --- Step 6 (b): initialization ---------------------------------------------------------------------
+    # %% Step 6 (b): initialization
     # The Gaussian's width from tiny to huge, at lr BASE_LR. BatchNorm removes
     # the scale of W u in the hidden layers (only the output layer keeps it, and
     # eps matters once W u is tiny); a plain sigmoid network passes almost
@@ -569,7 +578,7 @@ def main(argv=None) -> None:
     axis.legend(fontsize=8)
     save(figure, out_dir, "init_scale.png", pictures)
 
-    # --- Step 7 (c): regularization on a small training set --------------------------------------------
+    # %% Step 7 (c): regularization on a small training set
     # 50 examples per class: both networks can memorize them, so what is left
     # to compare is how well they generalize. The paper compares with Dropout
     # (p = 0.5 on the plain network): that baseline needs tinyad.nn.Dropout,
@@ -612,7 +621,7 @@ def main(argv=None) -> None:
         verdict=PENDING, reason="the Dropout baseline needs tinyad.nn.Dropout",
     )
 
-    # --- Step 8 (e): statistics outside the gradient step (Section 2) -------------------------------------
+    # %% Step 8 (e): statistics outside the gradient step (Section 2)
     # A Linear layer WITH bias b, then BatchNorm. b shifts every example by the
     # same amount, and the batch mean subtracts it again: b cannot change the
     # output. With the true gradient, dL/db is therefore exactly 0. With the
@@ -711,7 +720,7 @@ def main(argv=None) -> None:
     right.legend(fontsize=8)
     save(figure, out_dir, "detached_statistics.png", pictures)
 
-    # --- Step 9 (f, g): the counterpoint of Santurkar et al. (2018) -----------------------------------------
+    # %% Step 9 (f, g): the counterpoint of Santurkar et al. (2018)
     # The same networks at lr BASE_LR, plus BatchNorm followed by an injected
     # random shift. Every probe_every steps, on the current batch: how much the
     # loss, and the gradient, change when we step along the gradient by
@@ -808,7 +817,7 @@ def main(argv=None) -> None:
     axis.legend(fontsize=8, loc="lower right")
     save(figure, out_dir, "injected_shift.png", pictures)
 
-    # --- Step 10: the tables, into claims.md ----------------------------------------------------------------
+    # %% Step 10: the tables, into claims.md
     seconds = time.perf_counter() - started
     shown_flags, skip = [], False
     for flag in (sys.argv[1:] if argv is None else list(argv)):
@@ -816,7 +825,7 @@ def main(argv=None) -> None:
             skip = False
         elif flag == "--out":
             skip = True  # where the pictures go does not change a number
-        elif flag not in ("--wrong", "--write-docs", "--no-write-docs") and not flag.startswith("--out="):  # nor do these
+        elif flag not in ("--wrong", "--check", "--solution", "--write-docs", "--no-write-docs") and not flag.startswith("--out="):  # nor do these
             shown_flags.append(flag)
     command = " ".join(["python lessons/10_paper_claims.py", *shown_flags])
     lines = [
@@ -911,7 +920,7 @@ def main(argv=None) -> None:
         print(f"not written: {DOCS_FILE} (pass --write-docs to write it)")
 
     # --- Exercise (after the experiments and the tables, so it changes none of their numbers) --------------
-    exercise(args.wrong)
+    exercise(args)
     print(f"time: {seconds:.1f} s")
 
 

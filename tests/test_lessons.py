@@ -32,7 +32,7 @@ LESSONS = {
     "11": "11_backprop_ninja",
     "12": "12_scale_invariance",
 }
-EXERCISE_STUBS = ["01", "02", "03", "04", "06", "07", "08", "11", "12"]
+EXERCISE_STUBS = ["01", "02", "03", "04", "05", "06", "07", "08", "11", "12"]
 SOLVED_EXERCISES = sorted(set(LESSONS) - set(EXERCISE_STUBS))
 PICTURES = {
     "01": ["chain_rule.png", "chain_rule.dot"],
