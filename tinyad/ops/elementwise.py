@@ -17,7 +17,7 @@ from ..tensor import Tensor, TensorLike, _operand, _result, first_bad, result_dt
 __all__ = [
     "add", "sub", "neg", "mul", "div", "power", "tensor_power",
     "exp", "log", "sqrt", "tanh", "sigmoid", "relu", "abs",
-    "maximum", "minimum", "where",
+    "maximum", "minimum", "where", "cast",
 ]
 
 
@@ -353,3 +353,17 @@ def _where_backward(node: Tensor, upstream: Any) -> tuple:
         unbroadcast(xp.where(mask, upstream, zero), x.shape) if x.requires_grad else None,
         unbroadcast(xp.where(mask, zero, upstream), y.shape) if y.requires_grad else None,
     )
+
+
+# ---- changing the number type -------------------------------------------------
+
+
+def cast(a: Tensor, dtype: Any) -> Tensor:
+    """The same numbers in ``dtype`` (``float()`` is float32, ``double()`` float64)."""
+    return _result(a.data.astype(dtype), (a,), f"to {dtype}", _cast_backward, a.backend)
+
+
+def _cast_backward(node: Tensor, upstream: Any) -> tuple:
+    # d cast(a)/da = 1; the gradient goes back in the input's own type
+    (a,) = node.parents
+    return (upstream.astype(a.data.dtype),)
