@@ -8,10 +8,15 @@ initial weights are drawn from.
 """
 from . import functional, init
 from .modules import (
+    AvgPool2d,
     BatchNorm1d,
     BatchNorm2d,
+    Conv2d,
+    Dropout,
     Flatten,
+    LayerNorm,
     Linear,
+    MaxPool2d,
     Module,
     ReLU,
     Sequential,
