@@ -18,6 +18,10 @@ from .ops.reductions import amax, amin, argmax, argmin, max, mean, min, std, sum
 from .ops.shape import cat, concatenate, flatten, stack
 from .tensor import Tensor, tensor
 
+# dtype names as PyTorch spells them (``dtype=tinyad.float32``); tinyad's dtypes are NumPy's, named by strings
+float32, float64, int64 = "float32", "float64", "int64"
+long = int64
+
 __all__ = [
     "Value",
     "Tensor",
@@ -59,6 +63,10 @@ __all__ = [
     "randn_like",
     "rand_like",
     "Generator",
+    "float32",
+    "float64",
+    "int64",
+    "long",
     "no_grad",
     "enable_grad",
     "is_grad_enabled",

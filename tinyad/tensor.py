@@ -470,6 +470,8 @@ class Tensor(Node):
         """How many numbers the tensor holds (NumPy's ``.size``)."""
         return self.data.size
 
+    nelement = numel  # PyTorch's older name
+
     def dim(self) -> int:
         """How many axes the tensor has (NumPy's ``.ndim``)."""
         return self.data.ndim

@@ -24,6 +24,8 @@ from . import init
 
 __all__ = [
     "Module",
+    "Parameter",
+    "CrossEntropyLoss",
     "Linear",
     "Conv2d",
     "MaxPool2d",
@@ -222,6 +224,34 @@ def _state_array(name: str, value: Any, tensor: Tensor) -> np.ndarray:
                 f"{tensor.dtype} buffer is a count (num_batches_tracked counts the batches seen)"
             )
     return array.astype(tensor.dtype, copy=True)
+
+
+class Parameter(Tensor):
+    """A leaf that requires grad (PyTorch's ``nn.Parameter``): ``nn.Parameter(tinyad.ones(3))``.
+
+    Assigning it to a Module attribute registers it, as any Tensor that
+    requires grad is registered; the class exists for code written that way.
+    """
+
+    __slots__ = ()
+
+    def __init__(self, data: Any = None, requires_grad: bool = True) -> None:
+        super().__init__(np.zeros(0) if data is None else data, requires_grad=requires_grad,
+                         dtype=data.dtype if isinstance(data, Tensor) else None)
+
+
+class CrossEntropyLoss(Module):
+    """``F.cross_entropy`` as a module: ``loss_fn = nn.CrossEntropyLoss(); loss = loss_fn(logits, target)``."""
+
+    def __init__(self, reduction: str = "mean", label_smoothing: float = 0.0) -> None:
+        super().__init__()
+        self.reduction, self.label_smoothing = reduction, label_smoothing
+
+    def forward(self, input: Tensor, target: Any) -> Tensor:
+        return F.cross_entropy(input, target, reduction=self.reduction, label_smoothing=self.label_smoothing)
+
+    def extra_repr(self) -> str:
+        return f"reduction={self.reduction!r}, label_smoothing={self.label_smoothing}"
 
 
 class Linear(Module):
