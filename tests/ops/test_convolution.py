@@ -142,14 +142,31 @@ def test_bad_convolution_arguments_say_what_is_wrong(call, message):
         call()
 
 
-def test_conv2d_graph_is_unfold_then_a_matrix_product():
+def test_conv2d_graph_is_im2col_then_a_matrix_product():
     x = Tensor(IMAGES, requires_grad=True)
     out = F.conv2d(x, Tensor(RNG.normal(size=(4, 3, 3, 3)), requires_grad=True))
     ops = [node.op for node in tinyad.graph.topological_order(out) if node.parents]
-    assert "unfold" in ops and "@" in ops
+    assert "im2col" in ops and "@" in ops
 
 
 def test_conv2d_under_no_grad_records_nothing():
     with tinyad.no_grad():
         out = F.conv2d(Tensor(IMAGES, requires_grad=True), Tensor(np.ones((2, 3, 3, 3)), requires_grad=True))
     assert out.parents == () and out.shape == (2, 2, 5, 6)
+
+
+def test_im2col_backward_matches_finite_differences():
+    from tinyad.ops.convolution import im2col
+
+    x = Tensor(RNG.normal(size=(2, 2, 4, 5)))
+    weights = Tensor(RNG.normal(size=im2col(x, (2, 3), 1, 1, (2, 1)).shape))
+    assert gradcheck(lambda t: (im2col(t, (2, 3), 1, 1, (2, 1)) * weights).sum(), [x], eps=1e-6, atol=1e-8, rtol=1e-6)
+
+
+def test_im2col_columns_are_the_patches_of_the_batch():
+    from tinyad.ops.convolution import im2col
+
+    x = RNG.normal(size=(2, 3, 4, 4))
+    columns = im2col(Tensor(x), 2, stride=2).numpy()  # (3 * 2 * 2, 2 * 2 * 2)
+    # column n * 4 + y * 2 + x is example n's patch at rows 2y..2y+1, columns 2x..2x+1, all channels
+    np.testing.assert_array_equal(columns[:, 1 * 4 + 1 * 2 + 0], x[1, :, 2:4, 0:2].reshape(-1))

@@ -304,13 +304,13 @@ def select(a: Tensor, index: Any, axis: int) -> Tensor:
 
 def _select_backward(node: Tensor, upstream: Any) -> tuple:
     # d out/d a_j = 1 for the one chosen element of each slice, 0 for the rest:
-    # the upstream gradient is placed where the index points (no two outputs share an element)
+    # the upstream gradient is put where the index points (no two outputs share an element)
     (a,) = node.parents
     index, axis = node.saved
     xp = node.backend.xp
-    positions = xp.arange(a.shape[axis]).reshape([-1 if d == axis else 1 for d in range(a.ndim)])
-    chosen = positions == index  # broadcasts to a's shape: True at the selected element of each slice
-    return (xp.where(chosen, upstream, xp.zeros((), dtype=upstream.dtype)),)
+    gradient = xp.zeros(a.shape, dtype=upstream.dtype)
+    xp.put_along_axis(gradient, index, upstream, axis=axis)
+    return (gradient,)
 
 
 def _arg_extreme(a: Tensor, op: str, dim: Any, keepdim: Any, axis: Any, keepdims: Any) -> Tensor:
