@@ -7,11 +7,10 @@ interleaved in one process; the table reports medians and their ratio. The
 issue's target: tinyad within 3x PyTorch's time (ratio <= 3).
 
 Run:  python benchmarks/conv_vs_torch.py            (full; writes docs/benchmarks.md)
-      python benchmarks/conv_vs_torch.py --quick    (few repeats; prints only)
+      python benchmarks/conv_vs_torch.py --quick    (5 steps each; writes only to --out FILE)
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _report import interleaved_medians, machine_line, write_section  # noqa: E402
+from _report import argument_parser, interleaved_medians, machine_line, output_file, write_section  # noqa: E402
 
 import tinyad  # noqa: E402
 from tinyad import nn  # noqa: E402
@@ -70,9 +69,7 @@ def _measure(ours, theirs, images_ours, images_theirs, labels, labels_theirs, re
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="few repeats, print the table, write nothing")
-    args = parser.parse_args()
+    args = argument_parser(__doc__, "conv_vs_torch").parse_args()
     repeats = 5 if args.quick else 41
 
     tinyad.manual_seed(0)
@@ -113,8 +110,7 @@ def main() -> None:
         machine_line(),
     ])
     print(markdown)
-    if not args.quick:
-        write_section("conv_vs_torch", markdown)
+    write_section("conv_vs_torch", markdown, output_file(args))
 
 
 if __name__ == "__main__":

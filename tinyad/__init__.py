@@ -19,8 +19,14 @@ from .ops.shape import cat, concatenate, flatten, stack
 from .tensor import Tensor, tensor
 
 # dtype names as PyTorch spells them (``dtype=tinyad.float32``); tinyad's dtypes are NumPy's, named by strings
-float32, float64, int64 = "float32", "float64", "int64"
+float32 = "float32"
+"""``torch.float32``'s spelling: single precision, PyTorch's default dtype."""
+float64 = "float64"
+"""``torch.float64``'s spelling: double precision, tinyad's default dtype."""
+int64 = "int64"
+"""``torch.int64``'s spelling: the dtype of indices and class labels."""
 long = int64
+"""``torch.long``'s spelling: int64."""
 
 __all__ = [
     "Value",

@@ -385,44 +385,54 @@ class Tensor(Node):
 
     def sum(self, dim: Axis = None, keepdim: bool | None = None, *, axis: Axis = None,
             keepdims: bool | None = None) -> "Tensor":
+        """Sum over ``dim`` (or NumPy's ``axis``): see ``tinyad.sum``."""
         return reductions.sum(self, dim, keepdim, axis=axis, keepdims=keepdims)
 
     def mean(self, dim: Axis = None, keepdim: bool | None = None, *, axis: Axis = None,
              keepdims: bool | None = None) -> "Tensor":
+        """Average over ``dim`` (or ``axis``): see ``tinyad.mean``."""
         return reductions.mean(self, dim, keepdim, axis=axis, keepdims=keepdims)
 
     def var(self, dim: Axis = None, unbiased: bool | None = None, keepdim: bool | None = None, *,
             correction: Any = None, axis: Axis = None, keepdims: bool | None = None, ddof: Any = None) -> "Tensor":
+        """Variance, unbiased unless told (``unbiased=False``, ``correction=0``, ``ddof=0``): see ``tinyad.var``."""
         return reductions.var(self, dim, unbiased, keepdim, correction=correction, axis=axis, keepdims=keepdims,
                               ddof=ddof)
 
     def std(self, dim: Axis = None, unbiased: bool | None = None, keepdim: bool | None = None, *,
             correction: Any = None, axis: Axis = None, keepdims: bool | None = None, ddof: Any = None) -> "Tensor":
+        """Standard deviation, unbiased unless told: see ``tinyad.std``."""
         return reductions.std(self, dim, unbiased, keepdim, correction=correction, axis=axis, keepdims=keepdims,
                               ddof=ddof)
 
     def max(self, dim: int | None = None, keepdim: bool | None = None, *, axis: Axis = None,
             keepdims: bool | None = None) -> Any:
+        """A tensor without a dim or with ``axis=``; ``(values, indices)`` with a dim, as in PyTorch: see ``tinyad.max``."""
         return reductions.max(self, dim, keepdim, axis=axis, keepdims=keepdims)
 
     def min(self, dim: int | None = None, keepdim: bool | None = None, *, axis: Axis = None,
             keepdims: bool | None = None) -> Any:
+        """Like ``max``, for the smallest values: see ``tinyad.min``."""
         return reductions.min(self, dim, keepdim, axis=axis, keepdims=keepdims)
 
     def amax(self, dim: Axis = None, keepdim: bool | None = None, *, axis: Axis = None,
              keepdims: bool | None = None) -> "Tensor":
+        """The largest values over one or several axes (ties share the gradient): see ``tinyad.amax``."""
         return reductions.amax(self, dim, keepdim, axis=axis, keepdims=keepdims)
 
     def amin(self, dim: Axis = None, keepdim: bool | None = None, *, axis: Axis = None,
              keepdims: bool | None = None) -> "Tensor":
+        """The smallest values over one or several axes (ties share the gradient): see ``tinyad.amin``."""
         return reductions.amin(self, dim, keepdim, axis=axis, keepdims=keepdims)
 
     def argmax(self, dim: int | None = None, keepdim: bool | None = None, *, axis: int | None = None,
                keepdims: bool | None = None) -> "Tensor":
+        """Index of the largest value (int64, no gradient): see ``tinyad.argmax``."""
         return reductions.argmax(self, dim, keepdim, axis=axis, keepdims=keepdims)
 
     def argmin(self, dim: int | None = None, keepdim: bool | None = None, *, axis: int | None = None,
                keepdims: bool | None = None) -> "Tensor":
+        """Index of the smallest value (int64, no gradient): see ``tinyad.argmin``."""
         return reductions.argmin(self, dim, keepdim, axis=axis, keepdims=keepdims)
 
     def reshape(self, *shape: Any) -> "Tensor":
@@ -449,18 +459,23 @@ class Tensor(Node):
         return shape_ops.flatten(self, start_dim, end_dim)
 
     def unsqueeze(self, dim: int) -> "Tensor":
+        """Merge the axes ``start_dim`` to ``end_dim`` into one (a reshape node)."""
         return shape_ops.unsqueeze(self, dim)
 
     def squeeze(self, dim: Axis = None) -> "Tensor":
+        """Insert an axis of size 1 at ``dim`` (a reshape node)."""
         return shape_ops.squeeze(self, dim)
 
     def expand(self, *sizes: Any) -> "Tensor":
+        """Drop the axes of size 1, or only ``dim`` if its size is 1 (a reshape node)."""
         return shape_ops.expand(self, *sizes)
 
     def clone(self) -> "Tensor":
+        """Broadcast to ``sizes`` (-1 keeps an axis); the gradient is summed over the copies."""
         return shape_ops.clone(self)
 
     def t(self) -> "Tensor":
+        """A copy of the numbers that stays on the graph."""
         """The matrix transpose of a tensor with at most 2 dimensions (PyTorch's ``t()``)."""
         if self.ndim > 2:
             raise ValueError(f"t: expects a tensor with at most 2 dimensions, got shape {self.shape}; use transpose(d0, d1) or permute")

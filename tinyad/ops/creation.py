@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np  # random numbers are drawn on the host, then moved to the device
-
+# random numbers are drawn on the host, from the seeded NumPy generator of nn/init.py, then moved to
+# the device (as layer initialization is); everything else is made by the device's own array module
+from ..backend import get_backend
 from ..nn.init import Generator, numpy_generator
 from ..tensor import Tensor
 
@@ -38,18 +39,19 @@ def _make(array: Any, dtype: Any, device: str | None, requires_grad: bool) -> Te
 
 def zeros(*size: Any, dtype: Any = None, device: str | None = None, requires_grad: bool = False) -> Tensor:
     """A tensor of zeros of shape ``size``."""
-    return _make(np.zeros(_size(size, "zeros")), dtype, device, requires_grad)
+    return full(_size(size, "zeros"), 0.0, dtype=dtype, device=device, requires_grad=requires_grad)
 
 
 def ones(*size: Any, dtype: Any = None, device: str | None = None, requires_grad: bool = False) -> Tensor:
     """A tensor of ones of shape ``size``."""
-    return _make(np.ones(_size(size, "ones")), dtype, device, requires_grad)
+    return full(_size(size, "ones"), 1.0, dtype=dtype, device=device, requires_grad=requires_grad)
 
 
 def full(size: Any, fill_value: float, *, dtype: Any = None, device: str | None = None,
          requires_grad: bool = False) -> Tensor:
     """A tensor of shape ``size`` filled with ``fill_value``."""
-    return _make(np.full(_size((size,), "full"), fill_value), dtype, device, requires_grad)
+    xp = get_backend(device).xp
+    return _make(xp.full(_size((size,), "full"), fill_value, dtype=dtype or "float64"), dtype, device, requires_grad)
 
 
 def randn(*size: Any, generator: Generator | None = None, dtype: Any = None, device: str | None = None,
@@ -89,7 +91,7 @@ def arange(start: float, end: float | None = None, step: float = 1, *, dtype: An
     if end is None:
         start, end = 0, start
     whole = all(isinstance(v, int) and not isinstance(v, bool) for v in (start, end, step))
-    values = np.arange(start, end, step)
+    values = get_backend(device).xp.arange(start, end, step)
     return Tensor(values, requires_grad=requires_grad, dtype=dtype or ("int64" if whole else "float64"), device=device)
 
 

@@ -197,6 +197,7 @@ def _tensor_power_backward(node: Tensor, upstream: Any) -> tuple:
 
 
 def exp(a: Tensor) -> Tensor:
+    """e^a elementwise (``tinyad.exp(a)`` is ``a.exp()``)."""
     return _result(a.backend.xp.exp(a.data), (a,), "exp", _exp_backward, a.backend)
 
 
@@ -206,6 +207,7 @@ def _exp_backward(node: Tensor, upstream: Any) -> tuple:
 
 
 def log(a: Tensor) -> Tensor:
+    """The natural logarithm elementwise; a value <= 0 is an error on the CPU."""
     if a.backend.checks_values:  # off on the GPU: log(0) is -inf there, as in PyTorch
         not_positive = a.data <= 0
         if not_positive.any():
@@ -223,6 +225,7 @@ def _log_backward(node: Tensor, upstream: Any) -> tuple:
 
 
 def sqrt(a: Tensor) -> Tensor:
+    """The square root elementwise; a negative value is an error on the CPU."""
     if a.backend.checks_values:  # off on the GPU: sqrt(-1) is nan there, as in PyTorch
         negative = a.data < 0
         if negative.any():
@@ -240,6 +243,7 @@ def _sqrt_backward(node: Tensor, upstream: Any) -> tuple:
 
 
 def tanh(a: Tensor) -> Tensor:
+    """tanh(a) elementwise."""
     return _result(a.backend.xp.tanh(a.data), (a,), "tanh", _tanh_backward, a.backend)
 
 
@@ -249,6 +253,7 @@ def _tanh_backward(node: Tensor, upstream: Any) -> tuple:
 
 
 def sigmoid(a: Tensor) -> Tensor:
+    """1 / (1 + e^-a) elementwise, computed without overflow for large |a|."""
     xp = a.backend.xp
     # 1 / (1 + e^-x) for x >= 0 and e^x / (1 + e^x) for x < 0: e^(large) is
     # never formed, and sigmoid(-40) ~ 4e-18 keeps its relative precision
@@ -264,6 +269,7 @@ def _sigmoid_backward(node: Tensor, upstream: Any) -> tuple:
 
 
 def relu(a: Tensor) -> Tensor:
+    """max(0, a) elementwise; its derivative at 0 is 0, as in PyTorch."""
     # negative values become 0; -0.0 and NaN pass through unchanged, as in PyTorch
     return _result(a.backend.xp.where(a.data < 0, 0, a.data), (a,), "relu", _relu_backward, a.backend)
 
@@ -277,6 +283,7 @@ def _relu_backward(node: Tensor, upstream: Any) -> tuple:
 
 
 def abs(a: Tensor) -> Tensor:
+    """|a| elementwise; its derivative at 0 is 0, as in PyTorch."""
     return _result(a.backend.xp.abs(a.data), (a,), "abs", _abs_backward, a.backend)
 
 

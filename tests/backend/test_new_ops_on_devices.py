@@ -10,7 +10,7 @@ import tinyad
 from tinyad.nn import functional as F
 
 from conftest import SpyArray
-from test_backends import assert_all_spy, assert_same_as_cpu, fixed, on_host, positive, run
+from device_cases import assert_all_spy, assert_same_as_cpu, fixed, on_host, positive, run
 
 NEW_OPS = {
     "sum dim keepdim": (lambda a: a.sum(1, keepdim=True), [fixed((2, 3))]),
