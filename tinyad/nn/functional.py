@@ -4,7 +4,7 @@ Nothing here has a hand-written backward except ``batch_norm(..., fused=True)``,
 the one deliberate exception: everything else is built from the ops in
 ``tinyad/ops/`` (or ``tinyad/scalar.py``), so the engine derives the
 gradients and the graph shows every step. (Convolution and pooling rest on
-one primitive of their own, ``unfold``, in ``tinyad/ops/convolution.py``.)
+one primitive of their own, ``im2col``, in ``tinyad/ops/convolution.py``.)
 """
 from __future__ import annotations
 

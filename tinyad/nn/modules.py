@@ -315,21 +315,25 @@ class Conv2d(Module):
                 f"padding={self.padding}, bias={self.bias is not None}")
 
 
-class MaxPool2d(Module):
-    """The largest value of each window (``stride`` defaults to ``kernel_size``)."""
+class _Pool2d(Module):
+    """Shared by MaxPool2d and AvgPool2d: a window, a stride (the window's size unless given), padding."""
 
     def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0) -> None:
         super().__init__()
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
 
-    def forward(self, x: Tensor) -> Tensor:
-        return F.max_pool2d(x, self.kernel_size, self.stride, self.padding)
-
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
 
-class AvgPool2d(MaxPool2d):
+class MaxPool2d(_Pool2d):
+    """The largest value of each window (``stride`` defaults to ``kernel_size``; padding is never picked)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.max_pool2d(x, self.kernel_size, self.stride, self.padding)
+
+
+class AvgPool2d(_Pool2d):
     """The mean of each window (``stride`` defaults to ``kernel_size``; zero padding counts)."""
 
     def forward(self, x: Tensor) -> Tensor:
