@@ -80,8 +80,9 @@ def load_into_torch(module: nn.Module, torch_module: torch.nn.Module) -> torch.n
 
 
 def torch_twin(module: nn.Module, dtype: torch.dtype = torch.float64) -> torch.nn.Module:
-    """The torch equivalent of a tinyad module (Linear, BatchNorm*, activations,
-    Flatten, Sequential of those), with the same parameters, buffers and mode."""
+    """The torch equivalent of a tinyad module (Linear, Conv2d, pooling, BatchNorm*,
+    LayerNorm, activations, Flatten, Sequential of those), with the same
+    parameters, buffers and mode."""
     if isinstance(module, nn.Sequential):
         twin = torch.nn.Sequential(*[torch_twin(child, dtype) for child in module._modules.values()])
     elif isinstance(module, nn.Linear):
@@ -96,6 +97,16 @@ def torch_twin(module: nn.Module, dtype: torch.dtype = torch.float64) -> torch.n
             track_running_stats=module.track_running_stats,
             dtype=dtype,
         )
+    elif isinstance(module, nn.Conv2d):
+        twin = torch.nn.Conv2d(module.in_channels, module.out_channels, module.kernel_size, stride=module.stride,
+                               padding=module.padding, dilation=module.dilation, bias=module.bias is not None,
+                               dtype=dtype)
+    elif isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)):
+        cls = torch.nn.AvgPool2d if isinstance(module, nn.AvgPool2d) else torch.nn.MaxPool2d
+        twin = cls(module.kernel_size, stride=module.stride, padding=module.padding)
+    elif isinstance(module, nn.LayerNorm):
+        twin = torch.nn.LayerNorm(module.normalized_shape, eps=module.eps, elementwise_affine=module.elementwise_affine,
+                                  bias=module.bias is not None, dtype=dtype)
     elif isinstance(module, nn.ReLU):
         twin = torch.nn.ReLU()
     elif isinstance(module, nn.Sigmoid):

@@ -45,29 +45,29 @@ class Run:
 
 
 def run_tinyad(fn: Callable, arrays: Sequence[np.ndarray], weights: np.ndarray | None = None,
-               requires_grad: Sequence[bool] | None = None) -> Run:
-    """fn on float64 tinyad leaves; backward of (out * W).sum()."""
+               requires_grad: Sequence[bool] | None = None, dtype: Any = np.float64) -> Run:
+    """fn on tinyad leaves of ``dtype`` (float64 unless told); backward of (out * W).sum()."""
     flags = [True] * len(arrays) if requires_grad is None else list(requires_grad)
-    leaves = [Tensor(np.array(a, dtype=np.float64), requires_grad=f) for a, f in zip(arrays, flags)]
+    leaves = [Tensor(np.array(a, dtype=dtype), requires_grad=f) for a, f in zip(arrays, flags)]
     out = fn(*leaves)
     assert isinstance(out, Tensor), f"tinyad fn returned {type(out).__name__}"
-    assert out.dtype == np.float64, f"tinyad output dtype {out.dtype}"
+    assert out.dtype == dtype, f"tinyad output dtype {out.dtype}, expected {np.dtype(dtype)}"
     w = upstream_weights(out.shape) if weights is None else weights
-    loss = (out * Tensor(w)).sum()
+    loss = (out * Tensor(w, dtype=dtype)).sum()
     loss.backward()
     grads = [None if leaf.grad is None else np.asarray(leaf.grad) for leaf in leaves]
     return Run(np.asarray(out.numpy()), grads)
 
 
 def run_torch(fn: Callable, arrays: Sequence[np.ndarray], weights: np.ndarray | None = None,
-              requires_grad: Sequence[bool] | None = None) -> Run:
-    """fn on float64 torch leaves; autograd of (out * W).sum()."""
+              requires_grad: Sequence[bool] | None = None, dtype: Any = np.float64) -> Run:
+    """fn on torch leaves of ``dtype`` (float64 unless told); autograd of (out * W).sum()."""
     flags = [True] * len(arrays) if requires_grad is None else list(requires_grad)
-    leaves = [torch.tensor(np.array(a, dtype=np.float64), requires_grad=f) for a, f in zip(arrays, flags)]
+    leaves = [torch.tensor(np.array(a, dtype=dtype), requires_grad=f) for a, f in zip(arrays, flags)]
     out = fn(*leaves)
-    assert out.dtype == torch.float64, f"torch output dtype {out.dtype}"
+    assert out.dtype == torch.from_numpy(np.zeros(0, dtype)).dtype, f"torch output dtype {out.dtype}"
     w = upstream_weights(tuple(out.shape)) if weights is None else weights
-    loss = (out * torch.tensor(w)).sum()
+    loss = (out * torch.tensor(w, dtype=out.dtype)).sum()
     wanted = [leaf for leaf in leaves if leaf.requires_grad]
     grads_iter = iter(torch.autograd.grad(loss, wanted, allow_unused=True))
     grads = []
@@ -85,17 +85,25 @@ def assert_close(got: Any, want: Any, what: str, rtol: float = 1e-10, atol: floa
     np.testing.assert_allclose(got, want, rtol=rtol, atol=atol, equal_nan=True, err_msg=what)
 
 
+# per dtype: (rtol, atol) for tinyad-vs-torch comparisons
+DTYPE_TOLERANCES = {np.dtype(np.float64): (1e-10, 1e-12), np.dtype(np.float32): (1e-5, 1e-6)}
+
+
 def assert_matches_torch(fn: Callable, arrays: Sequence[np.ndarray], torch_fn: Callable | None = None,
-                         requires_grad: Sequence[bool] | None = None, rtol: float = 1e-10,
-                         atol: float = 1e-12) -> Run:
+                         requires_grad: Sequence[bool] | None = None, rtol: float | None = None,
+                         atol: float | None = None, dtype: Any = np.float64) -> Run:
     """The output and the gradient of every input agree between tinyad and torch.
 
-    ``fn`` runs on tinyad tensors; ``torch_fn`` (default: ``fn``) on torch tensors.
+    ``fn`` runs on tinyad tensors; ``torch_fn`` (default: ``fn``) on torch tensors,
+    both of ``dtype`` (float64 unless told; tolerances default to the dtype's).
     A gradient that one engine leaves as None (no path) counts as zeros.
     """
+    default_rtol, default_atol = DTYPE_TOLERANCES[np.dtype(dtype)]
+    rtol = default_rtol if rtol is None else rtol
+    atol = default_atol if atol is None else atol
     arrays = [np.array(a, dtype=np.float64) for a in arrays]
-    ours = run_tinyad(fn, arrays, requires_grad=requires_grad)
-    theirs = run_torch(torch_fn or fn, arrays, requires_grad=requires_grad)
+    ours = run_tinyad(fn, arrays, requires_grad=requires_grad, dtype=dtype)
+    theirs = run_torch(torch_fn or fn, arrays, requires_grad=requires_grad, dtype=dtype)
     assert_close(ours.value, theirs.value, "output value", rtol, atol)
     flags = [True] * len(arrays) if requires_grad is None else list(requires_grad)
     for i, (array, flag, got, want) in enumerate(zip(arrays, flags, ours.grads, theirs.grads)):
@@ -107,7 +115,7 @@ def assert_matches_torch(fn: Callable, arrays: Sequence[np.ndarray], torch_fn: C
         assert got.shape == array.shape, (
             f"gradient of input {i} has shape {got.shape}, the input has shape {array.shape}"
         )
-        assert np.asarray(got).dtype == np.float64, f"gradient of input {i} has dtype {got.dtype}"
+        assert np.asarray(got).dtype == dtype, f"gradient of input {i} has dtype {got.dtype}"
         assert_close(got, want, f"gradient of input {i} (shape {array.shape})", rtol, atol)
     return ours
 

@@ -142,6 +142,22 @@ def _binary(function: Callable, tensor: "Tensor", other: Any, symbol: str, refle
     return function(other, tensor) if reflected else function(tensor, other)
 
 
+class _Size(int):
+    """The element count, an int (NumPy's ``.size``), that can also be called as
+    PyTorch's ``size()`` method: ``t.size()`` is the shape, ``t.size(d)`` one side.
+
+    The two libraries use one name for two things; this int answers both.
+    """
+
+    def __new__(cls, count: int, shape: tuple) -> "_Size":
+        size = super().__new__(cls, count)
+        size.shape = tuple(shape)
+        return size
+
+    def __call__(self, dim: int | None = None) -> Any:
+        return self.shape if dim is None else self.shape[dim]
+
+
 # ---------------------------------------------------------------------------
 # the Tensor class
 # ---------------------------------------------------------------------------
@@ -217,8 +233,9 @@ class Tensor(Node):
         return self.data.dtype
 
     @property
-    def size(self) -> int:
-        return self.data.size
+    def size(self) -> "_Size":
+        """NumPy's ``t.size`` (how many numbers) and PyTorch's ``t.size()`` (the shape) and ``t.size(d)``."""
+        return _Size(self.data.size, self.data.shape)
 
     @property
     def device(self) -> str:
@@ -364,17 +381,59 @@ class Tensor(Node):
 
     __abs__ = abs
 
-    def sum(self, axis: Axis = None, keepdims: bool = False) -> "Tensor":
-        return reductions.sum(self, axis, keepdims)
+    # Reductions take NumPy's axis=/keepdims= and PyTorch's dim=/keepdim= (see ops/reductions.py).
 
-    def mean(self, axis: Axis = None, keepdims: bool = False) -> "Tensor":
-        return reductions.mean(self, axis, keepdims)
+    def sum(self, dim: Axis = None, keepdim: bool | None = None, *, axis: Axis = None,
+            keepdims: bool | None = None) -> "Tensor":
+        """Sum over ``dim`` (or NumPy's ``axis``): see ``tinyad.sum``."""
+        return reductions.sum(self, dim, keepdim, axis=axis, keepdims=keepdims)
 
-    def var(self, axis: Axis = None, keepdims: bool = False, correction: int = 1) -> "Tensor":
-        return reductions.var(self, axis, keepdims, correction)
+    def mean(self, dim: Axis = None, keepdim: bool | None = None, *, axis: Axis = None,
+             keepdims: bool | None = None) -> "Tensor":
+        """Average over ``dim`` (or ``axis``): see ``tinyad.mean``."""
+        return reductions.mean(self, dim, keepdim, axis=axis, keepdims=keepdims)
 
-    def max(self, axis: Axis = None, keepdims: bool = False) -> "Tensor":
-        return reductions.max(self, axis, keepdims)
+    def var(self, dim: Axis = None, unbiased: bool | None = None, keepdim: bool | None = None, *,
+            correction: Any = None, axis: Axis = None, keepdims: bool | None = None, ddof: Any = None) -> "Tensor":
+        """Variance, unbiased unless told (``unbiased=False``, ``correction=0``, ``ddof=0``): see ``tinyad.var``."""
+        return reductions.var(self, dim, unbiased, keepdim, correction=correction, axis=axis, keepdims=keepdims,
+                              ddof=ddof)
+
+    def std(self, dim: Axis = None, unbiased: bool | None = None, keepdim: bool | None = None, *,
+            correction: Any = None, axis: Axis = None, keepdims: bool | None = None, ddof: Any = None) -> "Tensor":
+        """Standard deviation, unbiased unless told: see ``tinyad.std``."""
+        return reductions.std(self, dim, unbiased, keepdim, correction=correction, axis=axis, keepdims=keepdims,
+                              ddof=ddof)
+
+    def max(self, dim: int | None = None, keepdim: bool | None = None, *, axis: Axis = None,
+            keepdims: bool | None = None) -> Any:
+        """A tensor without a dim or with ``axis=``; ``(values, indices)`` with a dim, as in PyTorch: see ``tinyad.max``."""
+        return reductions.max(self, dim, keepdim, axis=axis, keepdims=keepdims)
+
+    def min(self, dim: int | None = None, keepdim: bool | None = None, *, axis: Axis = None,
+            keepdims: bool | None = None) -> Any:
+        """Like ``max``, for the smallest values: see ``tinyad.min``."""
+        return reductions.min(self, dim, keepdim, axis=axis, keepdims=keepdims)
+
+    def amax(self, dim: Axis = None, keepdim: bool | None = None, *, axis: Axis = None,
+             keepdims: bool | None = None) -> "Tensor":
+        """The largest values over one or several axes (ties share the gradient): see ``tinyad.amax``."""
+        return reductions.amax(self, dim, keepdim, axis=axis, keepdims=keepdims)
+
+    def amin(self, dim: Axis = None, keepdim: bool | None = None, *, axis: Axis = None,
+             keepdims: bool | None = None) -> "Tensor":
+        """The smallest values over one or several axes (ties share the gradient): see ``tinyad.amin``."""
+        return reductions.amin(self, dim, keepdim, axis=axis, keepdims=keepdims)
+
+    def argmax(self, dim: int | None = None, keepdim: bool | None = None, *, axis: int | None = None,
+               keepdims: bool | None = None) -> "Tensor":
+        """Index of the largest value (int64, no gradient): see ``tinyad.argmax``."""
+        return reductions.argmax(self, dim, keepdim, axis=axis, keepdims=keepdims)
+
+    def argmin(self, dim: int | None = None, keepdim: bool | None = None, *, axis: int | None = None,
+               keepdims: bool | None = None) -> "Tensor":
+        """Index of the smallest value (int64, no gradient): see ``tinyad.argmin``."""
+        return reductions.argmin(self, dim, keepdim, axis=axis, keepdims=keepdims)
 
     def reshape(self, *shape: Any) -> "Tensor":
         return shape_ops.reshape(self, *shape)
@@ -389,6 +448,63 @@ class Tensor(Node):
     def T(self) -> "Tensor":
         """All axes reversed (the matrix transpose for 2-D)."""
         return shape_ops.permute(self, tuple(reversed(range(self.ndim))))
+
+    # PyTorch's shape spellings; each is a reshape, a permute or a shape op, so the graph shows it
+
+    def view(self, *shape: Any) -> "Tensor":
+        """PyTorch's name for reshape (tinyad never shares storage between tensors, so any shape that fits works)."""
+        return shape_ops.reshape(self, *shape)
+
+    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> "Tensor":
+        return shape_ops.flatten(self, start_dim, end_dim)
+
+    def unsqueeze(self, dim: int) -> "Tensor":
+        """Merge the axes ``start_dim`` to ``end_dim`` into one (a reshape node)."""
+        return shape_ops.unsqueeze(self, dim)
+
+    def squeeze(self, dim: Axis = None) -> "Tensor":
+        """Insert an axis of size 1 at ``dim`` (a reshape node)."""
+        return shape_ops.squeeze(self, dim)
+
+    def expand(self, *sizes: Any) -> "Tensor":
+        """Drop the axes of size 1, or only ``dim`` if its size is 1 (a reshape node)."""
+        return shape_ops.expand(self, *sizes)
+
+    def clone(self) -> "Tensor":
+        """Broadcast to ``sizes`` (-1 keeps an axis); the gradient is summed over the copies."""
+        return shape_ops.clone(self)
+
+    def t(self) -> "Tensor":
+        """A copy of the numbers that stays on the graph."""
+        """The matrix transpose of a tensor with at most 2 dimensions (PyTorch's ``t()``)."""
+        if self.ndim > 2:
+            raise ValueError(f"t: expects a tensor with at most 2 dimensions, got shape {self.shape}; use transpose(d0, d1) or permute")
+        return shape_ops.transpose(self, 0, -1) if self.ndim == 2 else shape_ops.permute(self, tuple(range(self.ndim)))
+
+    def numel(self) -> int:
+        """How many numbers the tensor holds (NumPy's ``.size``)."""
+        return self.data.size
+
+    nelement = numel  # PyTorch's older name
+
+    def dim(self) -> int:
+        """How many axes the tensor has (NumPy's ``.ndim``)."""
+        return self.data.ndim
+
+    def float(self) -> "Tensor":
+        """This tensor as float32 (a node: the gradient is cast back)."""
+        return elementwise.cast(self, "float32")
+
+    def double(self) -> "Tensor":
+        """This tensor as float64 (a node: the gradient is cast back)."""
+        return elementwise.cast(self, "float64")
+
+    def long(self) -> "Tensor":
+        """This tensor as int64, for indices and class labels: a constant, as integers have no gradient."""
+        return Tensor._wrap(self.data.astype(self.backend.xp.int64), self.backend)
+
+    def retain_grad(self) -> None:
+        """Nothing to do: tinyad keeps the gradient of every node, not only of leaves (PyTorch's code asks)."""
 
     def __getitem__(self, index: Any) -> "Tensor":
         return shape_ops.getitem(self, index)

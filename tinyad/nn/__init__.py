@@ -8,11 +8,18 @@ initial weights are drawn from.
 """
 from . import functional, init
 from .modules import (
+    AvgPool2d,
     BatchNorm1d,
     BatchNorm2d,
+    Conv2d,
+    CrossEntropyLoss,
+    Dropout,
     Flatten,
+    LayerNorm,
     Linear,
+    MaxPool2d,
     Module,
+    Parameter,
     ReLU,
     Sequential,
     Sigmoid,

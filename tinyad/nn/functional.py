@@ -2,25 +2,38 @@
 
 Nothing here has a hand-written backward except ``batch_norm(..., fused=True)``,
 the one deliberate exception: everything else is built from the ops in
-``tinyad/tensor.py`` (or ``tinyad/scalar.py``), so the engine derives the
-gradients and the graph shows every step.
+``tinyad/ops/`` (or ``tinyad/scalar.py``), so the engine derives the
+gradients and the graph shows every step. (Convolution and pooling rest on
+one primitive of their own, ``im2col``, in ``tinyad/ops/convolution.py``.)
 """
 from __future__ import annotations
 
 from typing import Any, Sequence
 
+from ..ops.convolution import avg_pool2d, conv2d, max_pool2d, unfold
 from ..scalar import Value
 from ..tensor import Tensor, _result, device_error
+from . import init
 
 __all__ = [
     "batch_norm",
     "batch_norm_scalar",
+    "layer_norm",
+    "dropout",
+    "softmax",
+    "log_softmax",
+    "one_hot",
+    "nll_loss",
     "cross_entropy",
     "mse_loss",
     "relu",
     "sigmoid",
     "tanh",
     "linear",
+    "conv2d",
+    "unfold",
+    "max_pool2d",
+    "avg_pool2d",
 ]
 
 
@@ -55,43 +68,192 @@ def mse_loss(input: Tensor, target: Any) -> Tensor:
     return (difference * difference).mean()
 
 
-def cross_entropy(logits: Tensor, target: Any) -> Tensor:
-    """Mean negative log-likelihood of integer class ``target`` under softmax(logits).
+# ---------------------------------------------------------------------------
+# Classification: softmax, log-softmax, one-hot targets, the two losses
+# ---------------------------------------------------------------------------
 
-    ``logits`` is (N, classes); ``target`` holds N class indices in
-    [0, classes) (a list, an integer array or an integer Tensor), one per
-    row. The mean over the batch is PyTorch's ``reduction="mean"``.
 
-    log softmax(z)_k = z_k - log sum_j e^{z_j}. Subtracting the row maximum m
-    first leaves the result unchanged (the e^{-m} cancels between numerator
-    and denominator) but keeps every e^{z_j - m} <= 1, so nothing overflows.
-    The maximum is a constant shift, so it is detached: the gradient of a
-    shift-invariant function does not depend on it.
+def _shifted(input: Tensor, dim: int) -> Tensor:
+    """``input`` minus its (detached) maximum along ``dim``: every entry <= 0, so e^entry <= 1.
+
+    softmax and log-softmax are unchanged by a shift (the e^{-m} cancels
+    between numerator and denominator), so the maximum is a constant for the
+    gradient and is detached: the graph shows the shift, not a route through it.
     """
-    if logits.ndim != 2:
-        raise ValueError(f"cross_entropy: expected logits of shape (N, classes), got {logits.shape}")
-    xp = logits.backend.xp
-    if isinstance(target, Tensor) and target.backend is not logits.backend:
-        raise device_error("cross_entropy", logits.device, target.device)
+    return _labelled(input - input.amax(dim, keepdim=True).detach(), "shifted")
+
+
+def softmax(input: Tensor, dim: int) -> Tensor:
+    """softmax(z)_k = e^{z_k} / sum_j e^{z_j} along ``dim``: exp(shifted) / sum(exp(shifted))."""
+    exps = _labelled(_shifted(input, dim).exp(), "exps")
+    return _labelled(exps / _labelled(exps.sum(dim, keepdim=True), "sum_exps"), "softmax")
+
+
+def log_softmax(input: Tensor, dim: int) -> Tensor:
+    """log softmax(z)_k = z_k - log sum_j e^{z_j} along ``dim``, computed as
+    shifted - log(sum(exp(shifted))) so that nothing overflows (see ``_shifted``)."""
+    shifted = _shifted(input, dim)
+    log_sum_exp = _labelled(shifted.exp().sum(dim, keepdim=True).log(), "log_sum_exp")
+    return _labelled(shifted - log_sum_exp, "log_softmax")
+
+
+def _class_indices(op: str, scores: Tensor, target: Any) -> Any:
+    """``target`` as an integer array with one class index in [0, C) per row of (N, C) ``scores``."""
+    if scores.ndim != 2:
+        what = "logits" if op == "cross_entropy" else "log-probabilities"
+        raise ValueError(f"{op}: expected {what} of shape (N, classes), got {scores.shape}")
+    xp = scores.backend.xp
+    if isinstance(target, Tensor) and target.backend is not scores.backend:
+        raise device_error(op, scores.device, target.device)
     classes = target.data if isinstance(target, Tensor) else xp.asarray(target)
     if classes.dtype.kind not in "iu":
-        raise ValueError(f"cross_entropy: targets must be integer class indices, got dtype {classes.dtype}")
-    if classes.shape != (logits.shape[0],):
+        raise ValueError(f"{op}: targets must be integer class indices, got dtype {classes.dtype}")
+    if classes.shape != (scores.shape[0],):
         raise ValueError(
-            f"cross_entropy: shapes {tuple(classes.shape)} and {logits.shape} do not match: "
+            f"{op}: shapes {tuple(classes.shape)} and {scores.shape} do not match: "
             "expected one target per row of logits"
         )
     # the range check reads two numbers back from the device, so the GPU skips it (see backend.py)
-    checked = logits.backend.checks_values and classes.size
-    if checked and (int(classes.min()) < 0 or int(classes.max()) >= logits.shape[1]):
+    checked = scores.backend.checks_values and classes.size
+    if checked and (int(classes.min()) < 0 or int(classes.max()) >= scores.shape[1]):
         raise ValueError(
-            f"cross_entropy: targets must lie in [0, {logits.shape[1] - 1}], "
+            f"{op}: targets must lie in [0, {scores.shape[1] - 1}], "
             f"got values from {int(classes.min())} to {int(classes.max())}"
         )
-    shifted = logits - logits.max(axis=1, keepdims=True).detach()
-    log_probs = shifted - shifted.exp().sum(axis=1, keepdims=True).log()
-    picked = log_probs[xp.arange(logits.shape[0]), classes]
-    return -picked.mean()
+    return classes
+
+
+def _reduce(op: str, losses: Tensor, reduction: str) -> Tensor:
+    """PyTorch's ``reduction``: 'mean' (the default), 'sum', or 'none' (one loss per example)."""
+    if reduction == "mean":
+        return losses.mean()
+    if reduction == "sum":
+        return losses.sum()
+    if reduction == "none":
+        return losses
+    raise ValueError(f"{op}: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+
+
+def one_hot(tensor: Any, num_classes: int = -1) -> Tensor:
+    """Class indices (N,) -> rows (N, num_classes) of zeros with a 1 at each index (int64, as in PyTorch).
+
+    ``num_classes=-1`` means one more than the largest index.
+    """
+    indices = tensor if isinstance(tensor, Tensor) else Tensor(tensor, dtype="int64")
+    xp, classes = indices.backend.xp, indices.data
+    if classes.dtype.kind not in "iu":
+        raise ValueError(f"one_hot: expects integer class indices, got dtype {classes.dtype}")
+    if num_classes == -1:
+        num_classes = int(classes.max()) + 1 if classes.size else 0
+    if classes.size and (int(classes.min()) < 0 or int(classes.max()) >= num_classes):
+        raise ValueError(
+            f"one_hot: class indices must lie in [0, {num_classes - 1}], "
+            f"got values from {int(classes.min())} to {int(classes.max())}"
+        )
+    rows = classes[..., None] == xp.arange(num_classes)
+    return Tensor._wrap(rows.astype(xp.int64), indices.backend)
+
+
+def nll_loss(input: Tensor, target: Any, reduction: str = "mean") -> Tensor:
+    """Negative log-likelihood: -input[i, target[i]] per row, then ``reduction``.
+
+    ``input`` holds log-probabilities, (N, C), as ``log_softmax`` makes them.
+    """
+    classes = _class_indices("nll_loss", input, target)
+    picked = _labelled(input[input.backend.xp.arange(input.shape[0]), classes], "picked")
+    return _reduce("nll_loss", -picked, reduction)
+
+
+def cross_entropy(input: Tensor, target: Any, reduction: str = "mean", label_smoothing: float = 0.0) -> Tensor:
+    """Negative log-likelihood of integer class ``target`` under softmax(input):
+    ``nll_loss(log_softmax(input, 1), target)``.
+
+    ``input`` is (N, classes) logits; ``target`` holds N class indices in
+    [0, classes) (a list, an integer array or an integer Tensor), one per row.
+
+    With ``label_smoothing`` = s the target is no longer all on one class:
+    1 - s on it, and s spread evenly over all K classes, so the loss per row
+    is (1 - s) * (-log p_target) + s * mean_k(-log p_k), as in PyTorch.
+    """
+    _class_indices("cross_entropy", input, target)  # the checks, under this function's name
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"cross_entropy: label_smoothing must lie in [0, 1], got {label_smoothing}")
+    log_probs = log_softmax(input, 1)
+    losses = nll_loss(log_probs, target, reduction="none")
+    if label_smoothing > 0:
+        uniform = _labelled(-log_probs.mean(1), "smoothing")
+        losses = losses * (1.0 - label_smoothing) + uniform * label_smoothing
+    return _reduce("cross_entropy", losses, reduction)
+
+
+# ---------------------------------------------------------------------------
+# Dropout (Srivastava et al., 2014) and Layer Normalization (Ba et al., 2016)
+# ---------------------------------------------------------------------------
+
+
+def dropout(input: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
+    """Inverted dropout: in training, zero each value with probability ``p`` and
+    scale the survivors by 1 / (1 - p), so that the expected output is the
+    input and evaluation (``training=False``) is the identity.
+
+    The mask is drawn from the generator ``tinyad.manual_seed`` restarts, so
+    a seeded run is reproducible; it enters the graph as a constant factor
+    labelled ``dropout_mask``.
+    """
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout: p is a probability and must lie in [0, 1], got {p}")
+    if not training or p == 0.0:
+        return input
+    keep = init.generator().random(input.shape) >= p
+    scale = keep / (1.0 - p) if p < 1.0 else keep * 0.0  # p = 1 drops everything, as in PyTorch
+    mask = Tensor(scale, dtype=input.dtype, device=input.device, label="dropout_mask")
+    return _labelled(input * mask, "dropout")
+
+
+def layer_norm(
+    input: Tensor,
+    normalized_shape: Any,
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    eps: float = 1e-5,
+) -> Tensor:
+    """Layer Normalization: normalize each example over its last axes (``normalized_shape``).
+
+    The same steps as training-mode ``batch_norm``, over other axes: the
+    statistics belong to one example (over its features) rather than to one
+    feature (over the batch), so there are no running statistics and train
+    and eval compute the same thing.
+
+        layer_mean = mean(x)                over the normalized axes
+        centered   = x - layer_mean
+        layer_var  = mean(centered ** 2)    biased: divides by their size
+        inv_std    = (layer_var + eps) ** -1/2
+        x_hat      = centered * inv_std
+        y          = weight * x_hat + bias  (weight, bias of normalized_shape)
+    """
+    normalized_shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    count = len(normalized_shape)
+    if count == 0 or input.shape[input.ndim - count:] != normalized_shape or input.ndim < count:
+        raise ValueError(
+            f"layer_norm: normalized_shape {normalized_shape} must be the last axes of the input, "
+            f"got an input of shape {input.shape}"
+        )
+    if eps <= 0:
+        raise ValueError(f"layer_norm: eps must be > 0, got {eps}: it keeps inv_std finite for a constant example")
+    for name, tensor in (("weight", weight), ("bias", bias)):
+        if tensor is not None and tensor.shape != normalized_shape:
+            raise ValueError(f"layer_norm: {name} has shape {tensor.shape}, expected {normalized_shape}")
+    axes = tuple(range(input.ndim - count, input.ndim))
+    layer_mean = _labelled(input.mean(axes, keepdim=True), "layer_mean")
+    centered = _labelled(input - layer_mean, "centered")
+    layer_var = _labelled((centered**2).mean(axes, keepdim=True), "layer_var")
+    inv_std = _labelled(_labelled(layer_var + eps, "var_eps") ** -0.5, "inv_std")
+    out = _labelled(centered * inv_std, "x_hat")
+    if weight is not None:
+        out = _labelled(out * weight, "gamma * x_hat")
+    if bias is not None:
+        out = _labelled(out + bias, "y")
+    return out
 
 
 # ---------------------------------------------------------------------------

@@ -24,9 +24,16 @@ from . import init
 
 __all__ = [
     "Module",
+    "Parameter",
+    "CrossEntropyLoss",
     "Linear",
+    "Conv2d",
+    "MaxPool2d",
+    "AvgPool2d",
     "BatchNorm1d",
     "BatchNorm2d",
+    "LayerNorm",
+    "Dropout",
     "ReLU",
     "Sigmoid",
     "Tanh",
@@ -219,6 +226,34 @@ def _state_array(name: str, value: Any, tensor: Tensor) -> np.ndarray:
     return array.astype(tensor.dtype, copy=True)
 
 
+class Parameter(Tensor):
+    """A leaf that requires grad (PyTorch's ``nn.Parameter``): ``nn.Parameter(tinyad.ones(3))``.
+
+    Assigning it to a Module attribute registers it, as any Tensor that
+    requires grad is registered; the class exists for code written that way.
+    """
+
+    __slots__ = ()
+
+    def __init__(self, data: Any = None, requires_grad: bool = True) -> None:
+        super().__init__(np.zeros(0) if data is None else data, requires_grad=requires_grad,
+                         dtype=data.dtype if isinstance(data, Tensor) else None)
+
+
+class CrossEntropyLoss(Module):
+    """``F.cross_entropy`` as a module: ``loss_fn = nn.CrossEntropyLoss(); loss = loss_fn(logits, target)``."""
+
+    def __init__(self, reduction: str = "mean", label_smoothing: float = 0.0) -> None:
+        super().__init__()
+        self.reduction, self.label_smoothing = reduction, label_smoothing
+
+    def forward(self, input: Tensor, target: Any) -> Tensor:
+        return F.cross_entropy(input, target, reduction=self.reduction, label_smoothing=self.label_smoothing)
+
+    def extra_repr(self) -> str:
+        return f"reduction={self.reduction!r}, label_smoothing={self.label_smoothing}"
+
+
 class Linear(Module):
     """y = x W^T + b with W of shape (out_features, in_features).
 
@@ -245,6 +280,103 @@ class Linear(Module):
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+
+class Conv2d(Module):
+    """2-D convolution: ``weight`` (out_channels, in_channels, kh, kw), ``bias`` (out_channels,).
+
+    PyTorch's default initialization: weight and bias uniform in
+    [-1/sqrt(fan_in), 1/sqrt(fan_in)], fan_in = in_channels * kh * kw (the
+    same rule as ``Linear``: each output is a dot product of fan_in numbers).
+    Parameters are float64 unless ``dtype`` says otherwise.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, stride: Any = 1, padding: Any = 0,
+                 dilation: Any = 1, bias: bool = True, dtype: Any = "float64") -> None:
+        super().__init__()
+        kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
+        self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, (kh, kw)
+        self.stride, self.padding, self.dilation = stride, padding, dilation
+        fan_in = in_channels * kh * kw
+        bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+        self.weight = Tensor(init.uniform((out_channels, in_channels, kh, kw), bound), requires_grad=True, dtype=dtype,
+                             label="weight")
+        self.bias = Tensor(init.uniform((out_channels,), bound), requires_grad=True, dtype=dtype, label="bias") if bias else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.ndim != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"Conv2d: expected an input of shape (N, {self.in_channels}, H, W), got {x.shape}"
+            )
+        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation)
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+                f"padding={self.padding}, bias={self.bias is not None}")
+
+
+class _Pool2d(Module):
+    """Shared by MaxPool2d and AvgPool2d: a window, a stride (the window's size unless given), padding."""
+
+    def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0) -> None:
+        super().__init__()
+        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+
+class MaxPool2d(_Pool2d):
+    """The largest value of each window (``stride`` defaults to ``kernel_size``; padding is never picked)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.max_pool2d(x, self.kernel_size, self.stride, self.padding)
+
+
+class AvgPool2d(_Pool2d):
+    """The mean of each window (``stride`` defaults to ``kernel_size``; zero padding counts)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding)
+
+
+class Dropout(Module):
+    """Inverted dropout with probability ``p`` in training; the identity in eval (``F.dropout``)."""
+
+    def __init__(self, p: float = 0.5) -> None:
+        super().__init__()
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"Dropout: p is a probability and must lie in [0, 1], got {p}")
+        self.p = p
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.dropout(x, self.p, self.training)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+class LayerNorm(Module):
+    """Layer Normalization over the last axes, ``normalized_shape`` (``F.layer_norm``).
+
+    ``weight`` (ones) and ``bias`` (zeros) have ``normalized_shape``, one per
+    normalized value; there are no running statistics, so train and eval agree.
+    """
+
+    def __init__(self, normalized_shape: Any, eps: float = 1e-5, elementwise_affine: bool = True, bias: bool = True,
+                 dtype: Any = "float64") -> None:
+        super().__init__()
+        shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+        self.normalized_shape, self.eps, self.elementwise_affine = shape, eps, elementwise_affine
+        self.weight = Tensor(np.ones(shape), requires_grad=True, dtype=dtype, label="gamma") if elementwise_affine else None
+        self.bias = (Tensor(np.zeros(shape), requires_grad=True, dtype=dtype, label="beta")
+                     if elementwise_affine and bias else None)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+
+    def extra_repr(self) -> str:
+        return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
 
 
 class _BatchNorm(Module):

@@ -17,7 +17,7 @@ from ..tensor import Tensor, TensorLike, _operand, _result, first_bad, result_dt
 __all__ = [
     "add", "sub", "neg", "mul", "div", "power", "tensor_power",
     "exp", "log", "sqrt", "tanh", "sigmoid", "relu", "abs",
-    "maximum", "minimum", "where",
+    "maximum", "minimum", "where", "cast",
 ]
 
 
@@ -201,6 +201,7 @@ def _tensor_power_backward(node: Tensor, upstream: Any) -> tuple:
 
 
 def exp(a: Tensor) -> Tensor:
+    """e^a elementwise (``tinyad.exp(a)`` is ``a.exp()``)."""
     return _result(a.backend.xp.exp(a.data), (a,), "exp", _exp_backward, a.backend)
 
 
@@ -210,6 +211,7 @@ def _exp_backward(node: Tensor, upstream: Any) -> tuple:
 
 
 def log(a: Tensor) -> Tensor:
+    """The natural logarithm elementwise; a value <= 0 is an error on the CPU."""
     if a.backend.checks_values:  # off on the GPU: log(0) is -inf there, as in PyTorch
         not_positive = a.data <= 0
         if not_positive.any():
@@ -227,6 +229,7 @@ def _log_backward(node: Tensor, upstream: Any) -> tuple:
 
 
 def sqrt(a: Tensor) -> Tensor:
+    """The square root elementwise; a negative value is an error on the CPU."""
     if a.backend.checks_values:  # off on the GPU: sqrt(-1) is nan there, as in PyTorch
         negative = a.data < 0
         if negative.any():
@@ -244,6 +247,7 @@ def _sqrt_backward(node: Tensor, upstream: Any) -> tuple:
 
 
 def tanh(a: Tensor) -> Tensor:
+    """tanh(a) elementwise."""
     return _result(a.backend.xp.tanh(a.data), (a,), "tanh", _tanh_backward, a.backend)
 
 
@@ -253,6 +257,7 @@ def _tanh_backward(node: Tensor, upstream: Any) -> tuple:
 
 
 def sigmoid(a: Tensor) -> Tensor:
+    """1 / (1 + e^-a) elementwise, computed without overflow for large |a|."""
     xp = a.backend.xp
     # 1 / (1 + e^-x) for x >= 0 and e^x / (1 + e^x) for x < 0: e^(large) is
     # never formed, and sigmoid(-40) ~ 4e-18 keeps its relative precision
@@ -268,6 +273,7 @@ def _sigmoid_backward(node: Tensor, upstream: Any) -> tuple:
 
 
 def relu(a: Tensor) -> Tensor:
+    """max(0, a) elementwise; its derivative at 0 is 0, as in PyTorch."""
     # negative values become 0; -0.0 and NaN pass through unchanged, as in PyTorch
     return _result(a.backend.xp.where(a.data < 0, 0, a.data), (a,), "relu", _relu_backward, a.backend)
 
@@ -281,6 +287,7 @@ def _relu_backward(node: Tensor, upstream: Any) -> tuple:
 
 
 def abs(a: Tensor) -> Tensor:
+    """|a| elementwise; its derivative at 0 is 0, as in PyTorch."""
     return _result(a.backend.xp.abs(a.data), (a,), "abs", _abs_backward, a.backend)
 
 
@@ -357,3 +364,17 @@ def _where_backward(node: Tensor, upstream: Any) -> tuple:
         unbroadcast(xp.where(mask, upstream, zero), x.shape) if x.requires_grad else None,
         unbroadcast(xp.where(mask, zero, upstream), y.shape) if y.requires_grad else None,
     )
+
+
+# ---- changing the number type -------------------------------------------------
+
+
+def cast(a: Tensor, dtype: Any) -> Tensor:
+    """The same numbers in ``dtype`` (``float()`` is float32, ``double()`` float64)."""
+    return _result(a.data.astype(dtype), (a,), f"to {dtype}", _cast_backward, a.backend)
+
+
+def _cast_backward(node: Tensor, upstream: Any) -> tuple:
+    # d cast(a)/da = 1; the gradient goes back in the input's own type
+    (a,) = node.parents
+    return (upstream.astype(a.data.dtype),)

@@ -1,4 +1,5 @@
-"""Shape ops: reshape, permute/transpose, indexing, and joining tensors.
+"""Shape ops: reshape (and its PyTorch spellings), permute/transpose, expand,
+clone, indexing, and joining tensors.
 
 None of these computes a new number; they only move numbers around. Each
 backward therefore moves the gradient back to where the input's numbers were:
@@ -10,9 +11,12 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from ..backend import Backend
-from ..tensor import Tensor, _operand, _result, device_error
+from ..tensor import Tensor, _operand, _result, device_error, unbroadcast
 
-__all__ = ["reshape", "permute", "transpose", "getitem", "concatenate", "stack"]
+__all__ = [
+    "reshape", "flatten", "unsqueeze", "squeeze", "permute", "transpose", "expand", "clone",
+    "getitem", "concatenate", "cat", "stack",
+]
 
 
 def _dims_argument(dims: tuple) -> tuple:
@@ -38,6 +42,87 @@ def _reshape_backward(node: Tensor, upstream: Any) -> tuple:
     # a reshape moves no number: the gradient is reshaped back
     (a,) = node.parents
     return (upstream.reshape(a.shape),)
+
+
+def _axis(dim: Any, ndim: int, op: str) -> int:
+    """``dim`` as a non-negative axis of a tensor with ``ndim`` axes (negative counts from the end)."""
+    if isinstance(dim, bool) or not hasattr(dim, "__index__"):
+        raise TypeError(f"{op}: dim must be an int, got {dim!r}")
+    dim = dim.__index__()
+    if not -ndim <= dim < ndim:
+        raise ValueError(f"{op}: dim {dim} is out of range for a tensor with {ndim} dimensions (from {-ndim} to {ndim - 1})")
+    return dim % ndim
+
+
+# PyTorch's spellings of particular reshapes: each is one reshape node on the graph
+
+
+def flatten(a: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+    """Merge the axes ``start_dim`` to ``end_dim`` (inclusive) into one (a reshape)."""
+    if a.ndim == 0:
+        return reshape(a, 1)
+    start, end = _axis(start_dim, a.ndim, "flatten"), _axis(end_dim, a.ndim, "flatten")
+    if start > end:
+        raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim} for shape {a.shape}")
+    return reshape(a, a.shape[:start] + (_product(a.shape[start:end + 1]),) + a.shape[end + 1:])
+
+
+def _product(sizes: tuple) -> int:
+    total = 1
+    for size in sizes:
+        total *= size
+    return total
+
+
+def unsqueeze(a: Tensor, dim: int) -> Tensor:
+    """Insert an axis of size 1 at position ``dim`` (a reshape; ``dim`` may be -1, meaning last)."""
+    position = _axis(dim, a.ndim + 1, "unsqueeze")
+    return reshape(a, a.shape[:position] + (1,) + a.shape[position:])
+
+
+def squeeze(a: Tensor, dim: Any = None) -> Tensor:
+    """Drop axes of size 1: all of them, or only ``dim`` (an int or tuple) where its size is 1, as in PyTorch."""
+    if dim is None:
+        dropped = {d for d, size in enumerate(a.shape) if size == 1}
+    else:
+        dims = dim if isinstance(dim, (tuple, list)) else (dim,)
+        dropped = {_axis(d, a.ndim, "squeeze") for d in dims} if a.ndim else set()
+        dropped = {d for d in dropped if a.shape[d] == 1}  # torch leaves an axis of another size alone
+    return reshape(a, tuple(size for d, size in enumerate(a.shape) if d not in dropped))
+
+
+def expand(a: Tensor, *sizes: Any) -> Tensor:
+    """Broadcast ``a`` to ``sizes`` (PyTorch's ``expand``): -1 keeps an axis, new axes go in front."""
+    sizes = _dims_argument(sizes)
+    added = len(sizes) - a.ndim
+    if added < 0:
+        raise ValueError(f"expand: the {len(sizes)} sizes {tuple(sizes)} are fewer than the {a.ndim} axes of shape {a.shape}")
+    target = tuple(a.shape[d - added] if size == -1 and d >= added else size for d, size in enumerate(sizes))
+    if any(size == -1 for size in target[:added]):
+        raise ValueError(f"expand: -1 is not allowed for the new leading axes of {tuple(sizes)}")
+    try:
+        data = a.backend.xp.broadcast_to(a.data, target)
+    except ValueError:
+        raise ValueError(
+            f"expand: cannot expand shape {a.shape} to {tuple(sizes)}: only axes of size 1 can grow"
+        ) from None
+    return _result(data, (a,), "expand", _expand_backward, a.backend)
+
+
+def _expand_backward(node: Tensor, upstream: Any) -> tuple:
+    # every copy of an element used its value: the copies' gradients add up
+    (a,) = node.parents
+    return (unbroadcast(upstream, a.shape),)
+
+
+def clone(a: Tensor) -> Tensor:
+    """A copy of the numbers that is still part of the graph (``detach`` is the one that is not)."""
+    return _result(a.data.copy(), (a,), "clone", _clone_backward, a.backend)
+
+
+def _clone_backward(node: Tensor, upstream: Any) -> tuple:
+    # d copy(a)/da = 1
+    return (upstream,)
 
 
 def permute(a: Tensor, *dims: Any) -> Tensor:
@@ -137,6 +222,13 @@ def concatenate(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
         ) from None
     sizes = [t.shape[axis] for t in tensors]
     return _result(data, tensors, "concatenate", _concatenate_backward, backend, saved=(axis, sizes))
+
+
+def cat(tensors: Sequence[Tensor], dim: int = 0, *, axis: int | None = None) -> Tensor:
+    """PyTorch's name for ``concatenate`` (``dim``, or NumPy's ``axis``)."""
+    if axis is not None and dim != 0:
+        raise TypeError(f"cat: got both dim={dim!r} and axis={axis!r}; they are one argument: pass only one")
+    return concatenate(tensors, dim if axis is None else axis)
 
 
 def _concatenate_backward(node: Tensor, upstream: Any) -> tuple:

@@ -1,0 +1,117 @@
+"""A LeNet-sized convolutional network, forward + backward: tinyad against PyTorch on the CPU.
+
+Batch 64 of 1x28x28 images; conv 6@5x5, ReLU, 2x2 max pool, conv 16@5x5, ReLU,
+2x2 max pool, then linear 256-120-84-10 with ReLUs, cross-entropy loss, backward.
+Both engines get the same weights and data (float32, PyTorch's default), run
+interleaved in one process; the table reports medians and their ratio. The
+issue's target: tinyad within 3x PyTorch's time (ratio <= 3).
+
+Run:  python benchmarks/conv_vs_torch.py            (full; writes docs/benchmarks.md)
+      python benchmarks/conv_vs_torch.py --quick    (5 steps each; writes only to --out FILE)
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from _report import argument_parser, interleaved_medians, machine_line, output_file, write_section  # noqa: E402
+
+import tinyad  # noqa: E402
+from tinyad import nn  # noqa: E402
+
+try:
+    import torch
+except ImportError:  # pragma: no cover
+    sys.exit("this benchmark needs PyTorch: pip install torch==2.13.0")
+
+try:
+    from threadpoolctl import threadpool_limits
+except ImportError:  # pragma: no cover
+    sys.exit("this benchmark needs threadpoolctl (the lessons extra): pip install threadpoolctl")
+
+# one thread each: PyTorch's intra-op pool and NumPy's BLAS (on a shared machine a second
+# BLAS thread makes a small matrix product wait tens of milliseconds for a busy core)
+torch.set_num_threads(1)
+
+BATCH = 64
+
+
+def lenet(nn, dtype):
+    extra = {"dtype": dtype}
+    return nn.Sequential(
+        nn.Conv2d(1, 6, 5, **extra), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(6, 16, 5, **extra), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+        nn.Linear(256, 120, **extra), nn.ReLU(), nn.Linear(120, 84, **extra), nn.ReLU(), nn.Linear(84, 10, **extra),
+    )
+
+
+def step(model, images, labels, cross_entropy) -> float:
+    model.zero_grad()
+    loss = cross_entropy(model(images), labels)
+    loss.backward()
+    return loss.item()
+
+
+def _measure(ours, theirs, images_ours, images_theirs, labels, labels_theirs, repeats: int) -> dict:
+    return interleaved_medians(
+        {
+            "tinyad": lambda: step(ours, images_ours, labels, nn.functional.cross_entropy),
+            "torch": lambda: step(theirs, images_theirs, labels_theirs, torch.nn.functional.cross_entropy),
+        },
+        repeats=repeats,
+        warmup=3,
+    )
+
+
+def main() -> None:
+    args = argument_parser(__doc__, "conv_vs_torch").parse_args()
+    repeats = 5 if args.quick else 41
+
+    tinyad.manual_seed(0)
+    ours = lenet(nn, "float32")
+    theirs = lenet(torch.nn, torch.float32)
+    theirs.load_state_dict({name: torch.from_numpy(array) for name, array in ours.state_dict().items()})
+    rng = np.random.default_rng(0)
+    images = rng.normal(size=(BATCH, 1, 28, 28)).astype(np.float32)
+    labels = rng.integers(0, 10, size=BATCH)
+    images_ours, images_theirs = tinyad.tensor(images), torch.from_numpy(images)
+    labels_theirs = torch.from_numpy(labels)
+
+    loss_ours = step(ours, images_ours, labels, nn.functional.cross_entropy)
+    loss_theirs = step(theirs, images_theirs, labels_theirs, torch.nn.functional.cross_entropy)
+    assert abs(loss_ours - loss_theirs) < 1e-4, f"the engines disagree: loss {loss_ours} vs {loss_theirs}"
+    first = dict(theirs.named_parameters())["0.weight"].grad.numpy()
+    assert np.allclose(ours[0].weight.grad, first, rtol=1e-3, atol=1e-5), "the engines disagree on conv1's gradient"
+
+    with threadpool_limits(limits=1):
+        medians = _measure(ours, theirs, images_ours, images_theirs, labels, labels_theirs, repeats)
+    ratio = medians["tinyad"] / medians["torch"]
+    markdown = "\n".join([
+        "## Convolution: a LeNet-sized network against PyTorch (CPU)",
+        "",
+        f"Batch {BATCH} of 1x28x28, conv 6@5x5, ReLU, max pool 2, conv 16@5x5, ReLU, max pool 2, linear",
+        "256-120-84-10 with ReLUs, cross-entropy, forward + backward; float32 in both, the same weights,",
+        f"PyTorch {torch.__version__} with one intra-op thread, NumPy's BLAS with one thread, interleaved,",
+        f"medians of {repeats} steps.",
+        "tinyad's convolution is im2col (a strided view, one copy) and one matrix product; its pooling is",
+        "im2col and a max. Target: tinyad / PyTorch <= 3. Command: `python benchmarks/conv_vs_torch.py`.",
+        "",
+        "| engine | median step (ms) |",
+        "|---|---|",
+        f"| tinyad | {medians['tinyad'] * 1e3:.2f} |",
+        f"| PyTorch | {medians['torch'] * 1e3:.2f} |",
+        f"| **tinyad / PyTorch** | **{ratio:.2f}x** |",
+        "",
+        machine_line(),
+    ])
+    print(markdown)
+    write_section("conv_vs_torch", markdown, output_file(args))
+
+
+if __name__ == "__main__":
+    main()
