@@ -66,7 +66,7 @@ def test_lessons_are_listed_and_run_by_number(tmp_path, monkeypatch, capsys):
     assert main(["lessons"]) == 0
     listing = capsys.readouterr().out
     assert re.search(r"^\s*7\s+Lesson 7", listing, re.M)
-    assert main(["lesson", "7", "--quick", "--out", str(tmp_path)]) == 0
+    assert main(["lesson", "7", "--quick", "--solution", "--out", str(tmp_path)]) == 0  # options go to the lesson
     assert "right!" in capsys.readouterr().out
     assert (tmp_path / "batchnorm_every_sample.png").exists()
 
