@@ -45,10 +45,10 @@ LESSON_PAGES = DOCS / "lessons"
 
 PICTURE_SUFFIXES = {".png", ".svg", ".gif", ".jpg", ".jpeg", ".html"}
 QUICK_LESSONS: set[str] = set()  # lesson names run with --quick even in a full build
-# Extra options per lesson. Lesson 10 also writes docs/claims.md when run in
-# full; that page belongs to the lesson (run it yourself to rewrite the page),
-# so here it only draws its pictures, from the same fixed seeds.
-LESSON_FLAGS = {"10_paper_claims": ["--no-write-docs"]}
+# Extra options per lesson, in a full (not --quick) build. Lesson 10 writes
+# docs/claims.md only when asked: a full build asks, so that the claims page,
+# the lesson page and the pictures come from one run.
+LESSON_FLAGS = {"10_paper_claims": ["--write-docs"]}
 SLOW_SECONDS = 60.0  # a run slower than this is pointed out
 SIZE_BUDGET = 5 * 1024 * 1024  # docs/images is committed: keep it small
 
@@ -98,7 +98,8 @@ def run_lesson(script: Path, quick: bool) -> tuple[bool, str]:
     target = LESSON_IMAGES / name
     source = script.read_text(encoding="utf-8")
     flags = ["--quick"] if quick and "--quick" in source else []
-    flags += [flag for flag in LESSON_FLAGS.get(name, []) if flag.replace("--no-", "--") in source]  # if it has it
+    if not flags:  # a full run
+        flags += [flag for flag in LESSON_FLAGS.get(name, []) if flag in source]  # if the lesson has that option
     with tempfile.TemporaryDirectory(prefix=f"tinyad-{name}-") as scratch:
         command = [sys.executable, str(script), "--out", scratch, *flags]
         started = time.perf_counter()

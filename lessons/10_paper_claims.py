@@ -81,9 +81,11 @@ NOISE_SHIFT, NOISE_SCALE = 1.0, 0.5  # (g): per-step shift ~ U(-1, 1), scale ~ U
 STEP_MULTIPLES = (0.25, 0.5, 1.0, 2.0, 4.0)  # (f): step sizes along the gradient, times the learning rate
 REPRODUCED, PARTLY, NOT_REPRODUCED = "reproduced", "partly", "not reproduced at this scale"
 PENDING = "not measured yet"
-PLAIN, BN, NOISY = "plain", "bn", "bn+noise"
-NAMES = {PLAIN: "without BatchNorm", BN: "with BatchNorm", NOISY: "BatchNorm + injected shift"}
-COLORS = {PLAIN: "#1f77b4", BN: "#d62728", NOISY: "#9467bd", "true-grad": "#2ca02c", "detached": "#d62728"}
+PLAIN, BN, NOISY, DROPOUT = "plain", "bn", "bn+noise", "plain+dropout"
+DROPOUT_P = 0.5  # (c2): the paper's Dropout baseline, after each hidden sigmoid of the plain network
+NAMES = {PLAIN: "without BatchNorm", BN: "with BatchNorm", NOISY: "BatchNorm + injected shift",
+         DROPOUT: f"without BN, Dropout {DROPOUT_P}"}
+COLORS = {PLAIN: "#1f77b4", BN: "#d62728", NOISY: "#9467bd", DROPOUT: "#8c564b", "true-grad": "#2ca02c", "detached": "#d62728"}
 
 
 def sizes(quick: bool) -> dict:
@@ -141,7 +143,8 @@ class NormalizeOutsideTheGradient(nn.Module):
 
 
 def build_network(kind: str, inputs: int, classes: int, init_std: float, seed: int) -> nn.Sequential:
-    """kind: "plain" (Linear with bias, sigmoid), "bn" (Linear without bias, BatchNorm1d, sigmoid),
+    """kind: "plain" (Linear with bias, sigmoid), "plain+dropout" (the same with Dropout(0.5) after
+    each hidden sigmoid), "bn" (Linear without bias, BatchNorm1d, sigmoid),
     "bn+noise" (the same with InjectedShift after each BatchNorm), "true-grad" / "detached"
     (Linear WITH bias, NormalizeOutsideTheGradient, sigmoid).
 
@@ -149,7 +152,7 @@ def build_network(kind: str, inputs: int, classes: int, init_std: float, seed: i
     """
     layers, width = [], inputs
     for index, hidden in enumerate(HIDDEN):
-        if kind == PLAIN:
+        if kind in (PLAIN, DROPOUT):
             layers.append(nn.Linear(width, hidden))
         elif kind in (BN, NOISY):
             layers += [nn.Linear(width, hidden, bias=False), nn.BatchNorm1d(hidden, eps=EPS)]
@@ -158,6 +161,8 @@ def build_network(kind: str, inputs: int, classes: int, init_std: float, seed: i
         else:
             layers += [nn.Linear(width, hidden), NormalizeOutsideTheGradient(hidden, detach=(kind == "detached"))]
         layers.append(nn.Sigmoid())
+        if kind == DROPOUT:
+            layers.append(nn.Dropout(DROPOUT_P))  # off in eval mode, which accuracy() switches to
         width = hidden
     layers.append(nn.Linear(width, classes))
     model = nn.Sequential(*layers)
@@ -232,6 +237,7 @@ def train(kind: str, lr: float, seed: int, steps: int, data: tuple, size: dict, 
     gradient (probe_landscape) and the percentiles of the last hidden layer's
     sigmoid inputs over the test set (for the covariate shift)."""
     train_x, train_y, test_x, test_y = data
+    tinyad.manual_seed(40_000 + seed)  # Dropout's masks: the same for every run of a seed
     model = build_network(kind, train_x.shape[1], 10, init_std, seed)
     optimizer = tinyad.optim.SGD(model.parameters(), lr=lr)
     rng = np.random.default_rng(10_000 + seed)  # the batches: the same for every network of a seed
@@ -580,12 +586,11 @@ def main(argv=None) -> None:
 
     # %% Step 7 (c): regularization on a small training set
     # 50 examples per class: both networks can memorize them, so what is left
-    # to compare is how well they generalize. The paper compares with Dropout
-    # (p = 0.5 on the plain network): that baseline needs tinyad.nn.Dropout,
-    # which tinyad does not have yet, so its row says so.
+    # to compare is how well they generalize. The paper's baseline is Dropout:
+    # the plain network with Dropout(p = 0.5) after each hidden sigmoid (c2).
     regular = {}
-    with tqdm(total=2 * len(seeds) * steps, desc="(c) small training set", unit="step", mininterval=1.0) as bar:
-        for kind in (PLAIN, BN):
+    with tqdm(total=3 * len(seeds) * steps, desc="(c) small training set", unit="step", mininterval=1.0) as bar:
+        for kind in (PLAIN, DROPOUT, BN):
             done = []
             for seed in seeds:
                 pick = np.random.default_rng(30_000 + seed)
@@ -595,9 +600,9 @@ def main(argv=None) -> None:
             regular[kind] = dict(train=[d["train"] for d in done], test=[d["test"] for d in done])
             regular[kind]["gap"] = [a - b for a, b in zip(regular[kind]["train"], regular[kind]["test"])]
     print(f"\n(c) regularization: {SUBSET} training examples, lr {BASE_LR}, {steps} steps; median [min, max] over seeds")
-    for kind in (PLAIN, BN):
+    for kind in (PLAIN, DROPOUT, BN):
         r = regular[kind]
-        print(f"  {NAMES[kind]:17s}: train accuracy {spread(r['train'])}, test {spread(r['test'])}, gap {spread(r['gap'])}")
+        print(f"  {NAMES[kind]:24s}: train accuracy {spread(r['train'])}, test {spread(r['test'])}, gap {spread(r['gap'])}")
     results["regularization"] = regular
     p, b = regular[PLAIN], regular[BN]
     fits = min(p["train"] + b["train"]) >= 0.99
@@ -610,15 +615,22 @@ def main(argv=None) -> None:
                   f"{spread(p['gap'])} vs {spread(b['gap'])}"),
         verdict=PARTLY if fits and better else NOT_REPRODUCED,
         reason=("BN generalizes better in every seed, but a small-set gap cannot separate regularization from better "
-                "optimization; the Dropout comparison is still missing" if fits and better else
+                "optimization (the Dropout comparison is row c2)" if fits and better else
                 "BN is ahead in the median but the seeds overlap" if fits and ahead else
                 "BN does not generalize better from the small set" if fits else
                 "a network did not fit the small training set, so the gap says nothing"),
     )
+    d = regular[DROPOUT]
+    margins = [bn - dropout for bn, dropout in zip(b["test"], d["test"])]  # per seed: BN without Dropout minus plain with it
     rows["c2"] = dict(
         claim="regularization vs Dropout", paper="with BN, Dropout (p = 0.5) can be removed without losing accuracy",
-        measured="not run: tinyad has no Dropout layer yet (tinyad.nn.Dropout comes with another issue)",
-        verdict=PENDING, reason="the Dropout baseline needs tinyad.nn.Dropout",
+        measured=(f"{SUBSET} training examples: test accuracy {spread(d['test'])} for the plain network with Dropout "
+                  f"{DROPOUT_P}, {spread(b['test'])} for BN without Dropout ({spread(p['test'])} plain, no Dropout); "
+                  f"BN minus Dropout, per seed: {', '.join(f'{m:+.3f}' for m in margins)}"),
+        verdict=REPRODUCED if min(margins) >= -0.02 else PARTLY if np.median(margins) >= -0.02 else NOT_REPRODUCED,
+        reason=("BN without Dropout is within 0.02 of (or above) the Dropout baseline in every seed" if min(margins) >= -0.02 else
+                "within 0.02 of the Dropout baseline in the median, not in every seed" if np.median(margins) >= -0.02 else
+                "the Dropout baseline generalizes better than BN without Dropout by more than 0.02"),
     )
 
     # %% Step 8 (e): statistics outside the gradient step (Section 2)
@@ -871,10 +883,9 @@ def main(argv=None) -> None:
               f"{spread([init[(BN, s)]['test'], *init[(BN, s)]['test_range']])} |" for s in stds]
     lines += ["", f"## (c) Regularization: {SUBSET} training examples, lr {BASE_LR}", "",
               "| network | train accuracy | test accuracy | gap |", "|---|---:|---:|---:|"]
-    for kind in (PLAIN, BN):
+    for kind in (PLAIN, DROPOUT, BN):
         r = regular[kind]
         lines.append(f"| {NAMES[kind]} | {spread(r['train'])} | {spread(r['test'])} | {spread(r['gap'])} |")
-    lines.append("| plain network with Dropout p = 0.5 | not run: needs tinyad.nn.Dropout | | |")
     lines += ["", f"## (d) Steps to a test accuracy of {target} (evaluated every {size['eval_every']} steps)", "",
               "| comparison | steps, no BN (by seed) | steps, BN (by seed) | ratio, median [min, max] |", "|---|---|---|---:|",
               f"| each at its fastest rate (no BN {fmt(best_lr[PLAIN])}, BN {fmt(best_lr[BN])}) | "
