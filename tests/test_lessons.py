@@ -31,8 +31,9 @@ LESSONS = {
     "08": "08_train_vs_eval",
     "11": "11_backprop_ninja",
     "12": "12_scale_invariance",
+    "13": "13_conv_batchnorm",
 }
-EXERCISE_STUBS = ["01", "02", "03", "04", "05", "06", "07", "08", "11", "12"]
+EXERCISE_STUBS = ["01", "02", "03", "04", "05", "06", "07", "08", "11", "12", "13"]
 SOLVED_EXERCISES = sorted(set(LESSONS) - set(EXERCISE_STUBS))
 PICTURES = {
     "01": ["chain_rule.png", "chain_rule.dot"],
@@ -45,6 +46,7 @@ PICTURES = {
     "08": ["running_stats.png", "batch_noise.png"],
     "11": ["ninja_training.png"],
     "12": ["gradient_norms.png", "activations.png", "gradients.png", "update_ratio.png"],
+    "13": ["channel_statistics.png", "channel_routes.png"],
 }
 NUMBER = r"[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?"
 
