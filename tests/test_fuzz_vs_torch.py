@@ -116,7 +116,7 @@ class Program:
 
     def source(self) -> str:
         """The program as tinyad code: the reproducer printed with a failure."""
-        lines = ["import numpy as np, tinyad", "from tinyad import Tensor, Value", "inf, nan = np.inf, np.nan"]
+        lines = ["import numpy as np, tinyad", "from tinyad import Tensor, Value", "inf, nan = float('inf'), float('nan')"]
         for k, step in enumerate(self.steps):
             text = describe(step) if self.kind == "tensor" else describe_value(step)
             if step.mode == "no_grad":
@@ -160,7 +160,10 @@ def describe(step: Step) -> str:
     a = [f"x{i}" for i in step.inputs]
     op = step.op
     if op == "leaf":
-        return f"Tensor(np.array({_short(p['array'])}, dtype='{p['array'].dtype}'), requires_grad={p['requires_grad']})"
+        array = p["array"]
+        data = (f"np.zeros({array.shape}, dtype='{array.dtype}')" if array.size == 0 else
+                f"np.array({array.tolist()!r}, dtype='{array.dtype}')")
+        return f"Tensor({data}, requires_grad={p['requires_grad']})"
     if op in BINARY_SYMBOL:
         left, right = (a[0], a[1]) if len(a) == 2 else (
             (_number(p["number"]), a[0]) if p["number_on_left"] else (a[0], _number(p["number"])))
@@ -170,7 +173,10 @@ def describe(step: Step) -> str:
         return f"tinyad.{op}({', '.join(args)})"
     if op == "where":
         args = list(a) if len(a) == 2 else ([a[0], repr(p["number"])] if not p["number_first"] else [repr(p["number"]), a[0]])
-        return f"tinyad.where(np.array({_short(p['condition'])}), {', '.join(args)})"
+        condition = p["condition"]
+        mask = (f"np.zeros({condition.shape}, dtype=bool)" if condition.size == 0 else
+                f"np.array({condition.tolist()!r})")
+        return f"tinyad.where({mask}, {', '.join(args)})"
     if op == "neg":
         return f"-{a[0]}"
     if op in UNARY_NAMES:
@@ -208,7 +214,9 @@ def _index_source(index: tuple) -> str:
         elif kind == "ellipsis":
             parts.append("...")
         else:
-            parts.append(f"np.array({rest[0].tolist()!r})")
+            array = rest[0]
+            parts.append(f"np.zeros({array.shape}, dtype={array.dtype.name})" if array.size == 0
+                         else f"np.array({array.tolist()!r})")
     if len(parts) == 1:
         return parts[0]
     return ", ".join(parts) + ("," if len(parts) == 1 else "")
@@ -503,7 +511,8 @@ def broadcast_partner_shapes(draw, shape: tuple) -> tuple:
             axes.append(1)
         else:
             axes.append(draw(SIDES) if size == 1 else size)
-    extra = draw(st.integers(0, max(0, 3 - len(shape)))) if draw(st.integers(0, 3)) == 0 else 0
+    # more leading axes (only in front of all of shape's: they line up with nothing)
+    extra = draw(st.integers(0, max(0, 3 - len(shape)))) if kept == len(shape) and draw(st.integers(0, 3)) == 0 else 0
     return tuple(draw(SIDES) for _ in range(extra)) + tuple(axes)
 
 
@@ -569,7 +578,7 @@ def indices_for(draw, shape: tuple) -> tuple:
     axis = 0
     advanced = 0
     ellipsis = False
-    while axis < len(shape) and draw(st.integers(0, 4)) > 0:
+    while axis < len(shape) and (ellipsis or draw(st.integers(0, 4)) > 0):  # after ..., index every axis left
         size = shape[axis]
         kind = draw(st.sampled_from(["slice", "slice", "int", "none", "ints", "mask", "ellipsis"]))
         if kind == "int" and size > 0:
@@ -580,6 +589,8 @@ def indices_for(draw, shape: tuple) -> tuple:
         elif kind == "ints" and advanced < 2:
             count = draw(st.integers(0, 4)) if size else 0
             values = [draw(st.integers(-size, size - 1)) for _ in range(count)] if size else []
+            if values and draw(st.booleans()):
+                values.append(values[0])  # a repeated index: its gradients must add up
             parts.append(("ints", np.array(values, dtype=np.int64)))
             advanced += 1
             axis += 1
@@ -767,8 +778,11 @@ def finish_program(draw, b: Builder) -> Program:
     live_steps = live  # step k made node k (a refused step can only be the last, and makes none)
     outputs: tuple = ()
     if live_steps:
+        # every node no later step consumes (so every step can reach the loss), and a few more
+        used = {i for step in steps for i in step.inputs}
+        sinks = [k for k in live_steps if k not in used]
         others = draw(st.lists(st.sampled_from(live_steps), max_size=2, unique=True))
-        outputs = tuple(sorted({live_steps[-1], *others}))
+        outputs = tuple(sorted({live_steps[-1], *sinks, *others}))
     third = draw(st.sampled_from(live_steps)) if live_steps and draw(st.integers(0, 3)) else None
     return Program(steps, outputs, draw(st.booleans()), draw(st.booleans()), third)
 
@@ -806,8 +820,15 @@ def _as_numpy(x: Any) -> Optional[np.ndarray]:
     return np.array(x, copy=True)
 
 
-def differs(got: Any, want: Any, dtype: Any) -> Optional[str]:
-    """Why ``got`` (tinyad) is not ``want`` (torch), or None if they agree."""
+def differs(got: Any, want: Any, dtype: Any, terms: Any = None) -> Optional[str]:
+    """Why ``got`` (tinyad) is not ``want`` (torch), or None if they agree.
+
+    Finite numbers may differ by ``rtol * |want| + atol * scale``, where scale is
+    the largest |number| of the array (at least 1) plus, elementwise, ``terms``:
+    the sum of the absolute values of whatever was added up to make the number
+    (the operands of a sum, the gradient messages arriving at a node). A sum
+    that cancels, 1e5 - 1e5 + 3e-11, is only known to that much.
+    """
     if got is None or want is None:
         return None if got is None and want is None else f"tinyad {_short(got)}, torch {_short(want)}"
     got, want = np.asarray(got), np.asarray(want)
@@ -819,6 +840,9 @@ def differs(got: Any, want: Any, dtype: Any) -> Optional[str]:
     inf_g, inf_w = np.isinf(g), np.isinf(w)
     finite_w = w[np.isfinite(w)]
     scale = max(1.0, float(np.abs(finite_w).max())) if finite_w.size else 1.0
+    if terms is not None:
+        scale = scale + np.nan_to_num(np.broadcast_to(np.abs(np.asarray(terms, dtype=np.float64)), w.shape),
+                                      nan=0.0, posinf=0.0)
     with np.errstate(invalid="ignore"):
         close = np.abs(g - w) <= rtol * np.abs(w) + atol * scale
     bad = (nan_g != nan_w) | (inf_g | inf_w) & (g != w) | ~(nan_g | nan_w | inf_g | inf_w) & ~close
@@ -878,6 +902,9 @@ def run_tensor_program(program: Program) -> Outcome:
                 problems.append(f"{where}: dtype {result_ours.dtype}, torch {result_torch.dtype}")
                 continue
             why = differs(result_ours.numpy(), record.output.numpy(), result_ours.dtype)
+            if why:  # a sum that cancels? then the size of its terms bounds the rounding
+                why = differs(result_ours.numpy(), record.output.numpy(), result_ours.dtype,
+                              forward_terms(step, record.inputs))
             if why:
                 problems.append(f"{where}: forward value: {why}")
         if not problems:
@@ -914,6 +941,7 @@ def run_backward_passes(program: Program, records: list, ours: list, theirs: lis
     problems: list[str] = []
     count = len(ours)
     outputs = [k for k in program.outputs if k < count and theirs[k].requires_grad]
+    gradient_terms = _gradient_terms(program, records, count)
     if not outputs:
         return problems
     for k in range(count):
@@ -938,6 +966,8 @@ def run_backward_passes(program: Program, records: list, ours: list, theirs: lis
                 problems.append(f"{label}: x{k}.grad has dtype {np.asarray(got).dtype}, x{k} has {ours[k].dtype}")
                 continue
             why = differs(_as_numpy(got), _as_numpy(want), ours[k].dtype)
+            if why:
+                why = differs(_as_numpy(got), _as_numpy(want), ours[k].dtype, gradient_terms(k)[pass_number])
             if why:
                 problems.append(f"{label}: gradient of x{k} ({'leaf' if theirs[k].is_leaf else 'x' + str(k) + ' = ' + describe(program.steps[k])}): {why}")
 
@@ -994,6 +1024,84 @@ def run_backward_passes(program: Program, records: list, ours: list, theirs: lis
     return problems
 
 
+def forward_terms(step: Step, inputs: list) -> Optional[torch.Tensor]:
+    """For a step that adds numbers up, the same sum over their absolute values."""
+    if step.op not in ("add", "sub", "sum", "mean", "matmul"):
+        return None
+    magnitudes = [x.abs() for x in inputs]
+    params = dict(step.params)
+    if "number" in params:
+        params["number"] = abs(params["number"])
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return apply_torch(Step("add" if step.op == "sub" else step.op, step.inputs, params), magnitudes).numpy()
+
+
+def _gradient_terms(program: Program, records: list, count: int) -> Callable:
+    """k -> {pass: a bound on the sum of |every term| that makes up node k's gradient}.
+
+    Backpropagates magnitudes instead of gradients: the loss's |weights|, then at
+    each step |VJP(magnitude)| to its inputs, added up over consumers. Where
+    messages cancel (x / x at a tiny x sends +-1e67 that add up to 0), this
+    keeps their size, and so the rounding the result may carry, also for every
+    node behind the cancellation. Computed only when a gradient disagrees.
+    """
+    cache: dict = {}
+
+    def magnitudes(number: int) -> dict:
+        totals: dict = {}
+
+        def add(k: int, magnitude: Any) -> None:
+            magnitude = np.nan_to_num(np.abs(np.asarray(magnitude, dtype=np.float64)), nan=0.0, posinf=0.0)
+            totals[k] = totals.get(k, 0.0) + magnitude
+
+        if number < 3:
+            for k in program.outputs:
+                if k < count:
+                    shape = tuple(records[k].output.shape)
+                    add(k, number * (weights(shape, np.float64, k) if program.kind == "tensor" else value_weight(k)))
+        elif program.third_root is not None and program.third_root < count:
+            root = program.third_root
+            add(root, weights(tuple(records[root].output.shape), np.float64, seed=1)
+                if program.kind == "tensor" else VALUE_SEED)
+        for k in reversed(range(count)):
+            record = records[k]
+            if k not in totals or not record.requires_grad or not record.inputs:
+                continue
+            upstream = torch.from_numpy(np.broadcast_to(totals[k], tuple(record.output.shape)).copy())
+            for i, message in zip(record.step.inputs, magnitude_vjp(record, upstream)):
+                if message is not None:
+                    add(i, message.detach().double().numpy())
+        return totals
+
+    def terms(k: int) -> dict:
+        if not cache:
+            cache.update({number: magnitudes(number) for number in (1, 2, 3)})
+        return {0: None, **{number: cache[number].get(k) for number in (1, 2, 3)}}
+
+    return terms
+
+
+def magnitude_vjp(record: Record, magnitude: torch.Tensor) -> list:
+    """``vjp`` for backpropagating magnitudes. A local derivative that is itself a
+    difference of nearby numbers is known only to about eps absolutely, so its
+    size is taken as the sum of what is subtracted: 1 + tanh^2 for
+    1 - tanh^2, s (1 + s) for s (1 - s), |a| + |mean| for a - mean."""
+    op = record.step.op
+    if op == "tanh":
+        return [magnitude * (1 + record.output.double() ** 2)]
+    if op == "sigmoid":
+        s = record.output.double()
+        return [magnitude * s * (1 + s)]
+    if op == "var":
+        a = record.inputs[0].double()
+        spread = a.abs() + a.mean(dim=_torch_dims(record.step.params["axis"], a.ndim), keepdim=True).abs()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return [x.abs() if x is not None else None for x in vjp(Record(record.step, [spread], None), magnitude)]
+    return [None if x is None else x.abs() for x in vjp(record, magnitude)]
+
+
 def message_sums_disagree(loss: Tensor, nodes: list) -> list:
     """tinyad's own promise: the messages arriving at a node add up to its ``.grad``,
     and a node that does not require grad receives none."""
@@ -1013,7 +1121,11 @@ def message_sums_disagree(loss: Tensor, nodes: list) -> list:
         for m in sent:
             total = np.array(m, dtype=np.float64) if total is None else total + np.asarray(m, dtype=np.float64)
         got = None if total is None else total
-        why = differs(got, None if node.grad is None else np.asarray(node.grad), getattr(node, "dtype", np.float64))
+        terms = None
+        for m in sent:
+            terms = np.abs(np.asarray(m, dtype=np.float64)) + (0.0 if terms is None else terms)
+        why = differs(got, None if node.grad is None else np.asarray(node.grad), getattr(node, "dtype", np.float64),
+                      terms)
         if why:
             problems.append(f"messages: the messages arriving at x{k} do not add up to x{k}.grad: {why}")
     return problems
@@ -1205,7 +1317,9 @@ def value_programs(draw, max_steps: int = 15) -> Program:
             wanted = {"log": lambda v: v > 0, "sqrt": lambda v: v >= 0, "exp": lambda v: v < 700}.get(op)
             add(Step(op, (pick(wanted),), {}, mode))
     nodes = list(range(len(steps)))
-    outputs = tuple(sorted({nodes[-1], *draw(st.lists(st.sampled_from(nodes), max_size=2, unique=True))}))
+    used = {i for step in steps for i in step.inputs}
+    sinks = [k for k in nodes if k not in used]
+    outputs = tuple(sorted({nodes[-1], *sinks, *draw(st.lists(st.sampled_from(nodes), max_size=2, unique=True))}))
     third = draw(st.sampled_from(nodes)) if draw(st.integers(0, 3)) else None
     return Program(steps, outputs, draw(st.booleans()), draw(st.booleans()), third, kind="value")
 
@@ -1283,6 +1397,7 @@ def run_value_backward_passes(program: Program, records: list, ours: list, their
     outputs = [k for k in program.outputs if k < count]
     if not outputs:
         return problems
+    gradient_terms = _gradient_terms(program, records, count)
     for node in theirs:
         if not node.is_leaf:
             node.retain_grad()
@@ -1305,6 +1420,8 @@ def run_value_backward_passes(program: Program, records: list, ours: list, their
             return False
         for k in range(count):
             why = differs(ours[k].grad, grad_of(theirs[k]), np.float64)
+            if why:
+                why = differs(ours[k].grad, grad_of(theirs[k]), np.float64, gradient_terms(k)[pass_number])
             if why:
                 problems.append(f"{label}: gradient of x{k} = {describe_value(program.steps[k])}: {why}")
         return not problems
@@ -1366,12 +1483,19 @@ def torch_messages(record: Record, pass_number: int) -> list:
     upstream = record.upstream.get(pass_number)
     if upstream is None or record.output is None or not record.inputs:
         return []
+    return [g for g in vjp(record, upstream) if g is not None]
+
+
+def vjp(record: Record, upstream: torch.Tensor) -> list:
+    """torch's vector-Jacobian product of one step: what it sends to each input (None: nothing)."""
     leaves = [x.detach().clone().requires_grad_(True) for x in record.inputs]
     with torch.enable_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         out = apply_torch(record.step, leaves)
+        if not out.requires_grad:
+            return []
         grads = torch.autograd.grad(out, leaves, upstream.to(out.dtype), allow_unused=True)
-    return [g for g in grads if g is not None]
+    return list(grads)
 
 
 def _steps(records: list, *ops: str):
@@ -1396,13 +1520,25 @@ def _zero_to_the_zero(records: list) -> bool:
     for r in _steps(records, "pow"):
         if len(r.inputs) == 2 and r.inputs_require_grad[0]:
             base, exponent = torch.broadcast_tensors(*r.inputs)
-            if bool(((base == 0) & (exponent == 0)).any()):
-                return True
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                if bool(((exponent == 0) & ~torch.isfinite(base ** (exponent - 1))).any()):
+                    return True
     return False
 
 
-def _sqrt_of_minus_zero(records: list) -> bool:
-    return any(bool(((r.inputs[0] == 0) & torch.signbit(r.inputs[0])).any()) for r in _steps(records, "sqrt"))
+def _minus_zero(x: torch.Tensor) -> torch.Tensor:
+    return (x == 0) & torch.signbit(x)
+
+
+def _root_of_minus_zero(records: list) -> bool:
+    if any(bool(_minus_zero(r.inputs[0]).any()) for r in _steps(records, "sqrt")):
+        return True
+    for r in _steps(records, "pow"):
+        base, exponent = torch.broadcast_tensors(*_operands(r.step, r.inputs))
+        if bool((_minus_zero(base) & (exponent < 1) & (exponent != torch.round(exponent))).any()):
+            return True
+    return False
 
 
 def _reduction_to_nothing_refused(records: list) -> bool:
@@ -1447,7 +1583,8 @@ def _value_overflow(records: list) -> bool:
 
 
 def _mixed_dtypes(records: list) -> bool:
-    return any(len({x.dtype for x in r.inputs}) > 1 for r in records)
+    """float32 and float64 nodes in one program (the loss adds them all up)."""
+    return len({x.dtype for r in records for x in [*r.inputs, *([r.output] if r.output is not None else [])]}) > 1
 
 
 def _negative_base_with_a_differentiable_exponent(records: list) -> bool:
@@ -1466,10 +1603,62 @@ def _value_sqrt_of_zero_times_zero(records: list) -> bool:
 
 def _zero_to_a_negative_tensor_exponent(records: list) -> bool:
     for r in _steps(records, "pow"):
-        if r.engine == "tensor" and len(r.inputs) == 2 and r.inputs_require_grad[1]:
-            base, exponent = torch.broadcast_tensors(*r.inputs)
+        exponent_is_a_tensor = len(r.inputs) == 2 or r.step.params.get("number_on_left")
+        if r.engine == "tensor" and exponent_is_a_tensor and r.inputs_require_grad[-1]:
+            base, exponent = torch.broadcast_tensors(*_operands(r.step, r.inputs))
             if bool(((base == 0) & (exponent < 0)).any()):
                 return True
+    return False
+
+
+def _value_zero_base(records: list) -> bool:
+    for r in _steps(records, "pow"):
+        if r.engine != "value" or r.output is None:
+            continue
+        base, exponent = _operands(r.step, r.inputs)
+        if base == 0 and (bool(torch.isnan(exponent)) or any(_nonfinite(u) for u in r.upstream.values())):
+            return True
+    return False
+
+
+def _power_zero_times_nonfinite(records: list) -> bool:
+    for r in _steps(records, "pow"):
+        _, exponent = _operands(r.step, r.inputs)
+        if bool((exponent == 0).any()) and any(_nonfinite(u) for u in r.upstream.values()):
+            return True
+    return False
+
+
+def _sigmoid_underflows(records: list) -> bool:
+    return any(bool(((r.output == 0) & torch.isfinite(r.inputs[0])).any())
+               for r in _steps(records, "sigmoid") if r.output is not None)
+
+
+def _index_placed_differently(records: list) -> bool:
+    """NumPy and torch put the axes of an advanced index in different places
+    (an int and an integer array separated by a slice or None)."""
+    for r in _steps(records, "getitem"):
+        if r.output is None:
+            continue
+        numpy_shape = np.empty(tuple(r.inputs[0].shape))[_tinyad_index(r.step.params["index"])].shape
+        if numpy_shape != tuple(r.output.shape):
+            return True
+    return False
+
+
+def _division_backward_overflows(records: list) -> bool:
+    """x / b's gradient for b is -g * (x / b) / b: torch divides first, tinyad multiplies
+    g first; where either order overflows they may differ (NaN for 0 * inf, or inf)."""
+    for r in _steps(records, "div"):
+        if r.output is None:
+            continue
+        _, divisor = _operands(r.step, r.inputs)
+        square = divisor * divisor
+        tiny = torch.finfo(square.dtype).tiny
+        for upstream in r.upstream.values():
+            if (_nonfinite(r.output / divisor) or _nonfinite(upstream * r.output)
+                    or _nonfinite((1 / divisor) ** 2) or bool(((square.abs() < tiny) & (divisor != 0)).any())):
+                return True  # (1 / b) ** 2: torch computes number / b as number * reciprocal(b)
     return False
 
 
@@ -1481,9 +1670,11 @@ KNOWN_EDGE_DISAGREEMENTS: list[KnownEdge] = [
               "relu(nan), abs(nan), maximum(nan, 1): values or gradients differ from torch's (Value and Tensor)",
               _nan_into_a_kink),
     KnownEdge("0 ** 0 base gradient", "issue 16 item 1",
-              "tensor ** tensor at 0 ** 0: d/dbase is NaN (0 * 0 ** -1) where torch gives 0", _zero_to_the_zero),
-    KnownEdge("sqrt of -0.0", "issue 16 item 1",
-              "sqrt(-0.0): the gradient is +inf where torch gives -inf", _sqrt_of_minus_zero),
+              "tensor ** tensor at 0 ** 0: d/dbase is NaN (0 * 0 ** -1) where torch gives 0; also for a "
+              "subnormal base, whose a ** -1 overflows", _zero_to_the_zero),
+    KnownEdge("sign of zero under a root", "issue 16 item 1",
+              "sqrt(-0.0) and (-0.0) ** 0.5: the infinite gradient has the other sign than torch's",
+              _root_of_minus_zero),
     KnownEdge("empty reductions", "issue 16 item 1",
               "mean/var over too few elements whose result is empty raise ValueError; torch returns the empty result",
               _reduction_to_nothing_refused),
@@ -1504,6 +1695,24 @@ KNOWN_EDGE_DISAGREEMENTS: list[KnownEdge] = [
     KnownEdge("0 ** negative tensor exponent", "not yet in issue 16 (found by this fuzzer)",
               "tensor ** tensor is not refused at 0 ** (b < 0) (tensor ** number is); it gives inf, and the "
               "gradient for b is NaN where torch gives -inf (inf * log 0)", _zero_to_a_negative_tensor_exponent),
+    KnownEdge("x ** 0 times inf", "issue 16 item 1 (the same multiply-by-a-zero; a case the issue does not list)",
+              "x ** 0 (Value and Tensor): the gradient 0 * x ** -1 is multiplied by an inf/NaN upstream, "
+              "giving NaN where torch gives 0", _power_zero_times_nonfinite),
+    KnownEdge("Value 0 ** b, gradient for b", "issue 16 item 1 (NaN inputs; a case the issue does not list)",
+              "Value 0 ** b: the exponent's gradient is the constant 0 (the 'ln 0' convention), where torch "
+              "multiplies 0 by the upstream (NaN for an inf upstream) and gives NaN for b = NaN",
+              _value_zero_base),
+    KnownEdge("sigmoid underflow", "torch's own rounding (tinyad is nearer the true value)",
+              "sigmoid(x) for x < -745 (float64): torch gives 0, tinyad the subnormal e^x / (1 + e^x); "
+              "a log after it then gives -inf in torch, about x in tinyad", _sigmoid_underflows),
+    KnownEdge("advanced-index placement", "not yet in issue 16 (found by this fuzzer)",
+              "x[0, None, idx] (an int and an integer array separated by a slice or None): NumPy moves the "
+              "indexed axes to the front, torch does not; tinyad follows NumPy", _index_placed_differently),
+    KnownEdge("division backward order", "not yet in issue 16 (found by this fuzzer)",
+              "d(a / b)/db: tinyad computes (-g * (a / b)) / b (Value: -g * a / (b * b)), torch "
+              "-g * ((a / b) / b) (number / b: via 1 / b); where one order over- or underflows (a tiny b, a "
+              "zero g) they give 0 and NaN, or a number and inf",
+              _division_backward_overflows),
     KnownEdge("Value sqrt'(0) * 0", "not yet in issue 16 (found by this fuzzer)",
               "Value.sqrt at 0 sends 0 for a zero upstream gradient; torch (and tinyad's Tensor) send "
               "0 * inf = NaN", _value_sqrt_of_zero_times_zero),
