@@ -254,6 +254,6 @@ def spy_device(monkeypatch) -> SpyBackend:
 #     python -m pytest tests/test_fuzz_vs_torch.py --hypothesis-profile=long
 #
 # (hypothesis' pytest plugin loads the named profile after this file ran).
-settings.register_profile("ci", max_examples=500, deadline=None, print_blob=True)
-settings.register_profile("long", max_examples=3000, deadline=None, print_blob=True)
+settings.register_profile("ci", max_examples=1000, deadline=None, print_blob=True)
+settings.register_profile("long", max_examples=5000, deadline=None, print_blob=True)
 settings.load_profile("ci")
