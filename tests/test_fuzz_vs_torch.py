@@ -1659,11 +1659,11 @@ def _division_backward_overflows(records: list) -> bool:
     for r in _steps(records, "div"):
         if r.output is None:
             continue
-        _, divisor = _operands(r.step, r.inputs)
+        numerator, divisor = _operands(r.step, r.inputs)
         square = divisor * divisor
         tiny = torch.finfo(square.dtype).tiny
         for upstream in r.upstream.values():
-            if (_nonfinite(r.output / divisor) or _nonfinite(upstream * r.output)
+            if (_nonfinite(r.output / divisor) or _nonfinite(upstream * r.output) or _nonfinite(upstream * numerator)
                     or _nonfinite((1 / divisor) ** 2) or bool(((square.abs() < tiny) & (divisor != 0)).any())):
                 return True  # (1 / b) ** 2: torch computes number / b as number * reciprocal(b)
     return False
