@@ -1335,7 +1335,8 @@ VALUE_ERROR_TOKEN = {"add": "+", "sub": "-", "mul": "*", "div": "/", "pow": "**"
 
 
 def _value_refusal(step: Step, inputs: list, result: torch.Tensor) -> Optional[str]:
-    """The documented Value refusal (README, "tinyad.Value") that covers this step, if any."""
+    """The documented Value refusal (docs/conventions.md "Numbers", the README's
+    exp overflow, issue 16 item 2 for ** overflow) that covers this step, if any."""
     if bool(torch.isfinite(result)):
         return None
     op = step.op
@@ -1351,6 +1352,8 @@ def _value_refusal(step: Step, inputs: list, result: torch.Tensor) -> Optional[s
             return "division by zero"
         if op == "pow" and ((left == 0 and right < 0) or (left < 0 and right != torch.round(right))):
             return "0 ** negative, negative ** fractional"
+        if op == "pow" and bool(torch.isfinite(left)) and bool(torch.isfinite(right)) and bool(torch.isinf(result)):
+            return "** overflow (issue 16 item 2: torch's inf or a ValueError naming the op)"
     return None
 
 
@@ -1513,85 +1516,24 @@ def _nonfinite(x: torch.Tensor) -> bool:
     return not bool(torch.isfinite(x).all())
 
 
-def _mask_times_nonfinite_upstream(records: list) -> bool:
-    return any(_nonfinite(u) for r in _steps(records, "relu", "maximum", "minimum") for u in r.upstream.values())
 
 
-def _nan_into_a_kink(records: list) -> bool:
-    kinks = _steps(records, "relu", "abs", "maximum", "minimum")
-    return any(bool(torch.isnan(x).any()) for r in kinks for x in r.inputs) or any(
-        math.isnan(r.step.params.get("number", 0.0)) for r in _steps(records, "maximum", "minimum"))
 
 
-def _zero_to_the_zero(records: list) -> bool:
-    for r in _steps(records, "pow"):
-        if len(r.inputs) == 2 and r.inputs_require_grad[0]:
-            base, exponent = torch.broadcast_tensors(*r.inputs)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                if bool(((exponent == 0) & ~torch.isfinite(base ** (exponent - 1))).any()):
-                    return True
-    return False
 
 
-def _minus_zero(x: torch.Tensor) -> torch.Tensor:
-    return (x == 0) & torch.signbit(x)
 
 
-def _root_of_minus_zero(records: list) -> bool:
-    if any(bool(_minus_zero(r.inputs[0]).any()) for r in _steps(records, "sqrt")):
-        return True
-    for r in _steps(records, "pow"):
-        base, exponent = torch.broadcast_tensors(*_operands(r.step, r.inputs))
-        if bool((_minus_zero(base) & (exponent < 1) & (exponent != torch.round(exponent))).any()):
-            return True
-    return False
 
 
-def _reduction_to_nothing_refused(records: list) -> bool:
-    for r in _steps(records, "mean", "var"):
-        if r.output is None and _reduces_nothing_shape(r):
-            return True
-    return False
 
 
-def _reduces_nothing_shape(record: Record) -> bool:
-    """A mean/var over too few elements whose result (in torch) is empty."""
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            return apply_torch(record.step, record.inputs).numel() == 0
-        except (RuntimeError, IndexError):
-            return False
 
 
-def _message_to_a_constant_input(records: list) -> bool:
-    return any(not all(r.inputs_require_grad) and r.output is not None and r.upstream
-               for r in _steps(records, "concatenate", "stack"))
 
 
-def _value_overflow(records: list) -> bool:
-    for r in _steps(records, "pow", "div"):
-        if r.engine != "value" or r.output is None:
-            continue
-        if r.step.op == "div":
-            square = _operands(r.step, r.inputs)[1] ** 2
-            if bool(square == 0) or bool(torch.isinf(square)):
-                return True  # backward's a / (b * b): b * b under- or overflows
-            continue
-        if not all(bool(torch.isfinite(x).all()) for x in r.inputs):
-            continue
-        if _nonfinite(r.output):
-            return True  # the forward overflows
-        for number, upstream in r.upstream.items():
-            if not _nonfinite(upstream) and any(_nonfinite(m) for m in torch_messages(r, number)):
-                return True  # the backward's slope overflows
-    return False
 
 
-def _mixed_dtypes(records: list) -> bool:
-    """float32 and float64 nodes in one program (the loss adds them all up)."""
-    return len({x.dtype for r in records for x in [*r.inputs, *([r.output] if r.output is not None else [])]}) > 1
 
 
 def _negative_base_with_a_differentiable_exponent(records: list) -> bool:
@@ -1630,10 +1572,26 @@ def _value_zero_base(records: list) -> bool:
 
 def _power_zero_times_nonfinite(records: list) -> bool:
     for r in _steps(records, "pow"):
-        _, exponent = _operands(r.step, r.inputs)
-        if bool((exponent == 0).any()) and any(_nonfinite(u) for u in r.upstream.values()):
+        base, exponent = torch.broadcast_tensors(*_operands(r.step, r.inputs))
+        if bool((exponent == 0).any()) and (any(_nonfinite(u) for u in r.upstream.values())
+                                             or bool(((exponent == 0) & torch.isnan(base)).any())):
             return True
     return False
+
+
+def _minus_zero_to_a_fraction(records: list) -> bool:
+    for r in _steps(records, "pow"):
+        base, exponent = torch.broadcast_tensors(*_operands(r.step, r.inputs))
+        minus_zero = (base == 0) & torch.signbit(base)
+        if bool((minus_zero & (exponent > 0) & (exponent < 1)).any()):
+            return True
+    return False
+
+
+def _stacked_scalars_summed(records: list) -> bool:
+    """torch: 0-d tensors that require grad, stacked; their .grad can share memory."""
+    return any(sum(1 for x, flag in zip(r.inputs, r.inputs_require_grad) if flag and x.ndim == 0) >= 2
+               for r in _steps(records, "stack"))
 
 
 def _sigmoid_underflows(records: list) -> bool:
@@ -1669,32 +1627,60 @@ def _division_backward_overflows(records: list) -> bool:
     return False
 
 
+def _mixed_dtypes(records: list) -> bool:
+    """float32 and float64 nodes in one program (the loss adds them all up)."""
+    return len({x.dtype for r in records for x in [*r.inputs, *([r.output] if r.output is not None else [])]}) > 1
+
+
+def _empty_result(record: Record) -> bool:
+    """torch's result of this step is empty (computed again: a refused step has no output)."""
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return apply_torch(record.step, record.inputs).numel() == 0
+        except (RuntimeError, IndexError):
+            return False
+
+
+def _var_of_nothing_refused(records: list) -> bool:
+    return any(r.output is None and _empty_result(r) for r in _steps(records, "var"))
+
+
+def _max_over_a_size_zero_axis(records: list) -> bool:
+    for r in _steps(records, "max"):
+        shape = tuple(r.inputs[0].shape)
+        if r.output is None and any(shape[a] == 0 for a in _torch_dims(r.step.params["axis"], len(shape))):
+            return True
+    return False
+
+
+def _nan_into_max(records: list) -> bool:
+    return any(bool(torch.isnan(r.inputs[0]).any()) for r in _steps(records, "max"))
+
+
+def _subnormal_float32_divisor(records: list) -> bool:
+    for r in _steps(records, "div"):
+        _, divisor = _operands(r.step, r.inputs)
+        if divisor.dtype == torch.float32 and bool(((divisor != 0) & (divisor.abs() < torch.finfo(torch.float32).tiny)).any()):
+            return True
+    return False
+
+
 KNOWN_EDGE_DISAGREEMENTS: list[KnownEdge] = [
-    KnownEdge("select, not multiply", "issue 16 item 1",
-              "relu, maximum and minimum multiply the upstream gradient by a 0/1 mask: an inf/NaN upstream "
-              "gives NaN where torch selects 0 (x.relu().sqrt() at x = 0)", _mask_times_nonfinite_upstream),
-    KnownEdge("NaN into relu/abs/maximum/minimum", "issue 16 item 1",
-              "relu(nan), abs(nan), maximum(nan, 1): values or gradients differ from torch's (Value and Tensor)",
-              _nan_into_a_kink),
-    KnownEdge("0 ** 0 base gradient", "issue 16 item 1",
-              "tensor ** tensor at 0 ** 0: d/dbase is NaN (0 * 0 ** -1) where torch gives 0; also for a "
-              "subnormal base, whose a ** -1 overflows", _zero_to_the_zero),
-    KnownEdge("sign of zero under a root", "issue 16 item 1",
-              "sqrt(-0.0) and (-0.0) ** 0.5: the infinite gradient has the other sign than torch's",
-              _root_of_minus_zero),
-    KnownEdge("empty reductions", "issue 16 item 1",
-              "mean/var over too few elements whose result is empty raise ValueError; torch returns the empty result",
-              _reduction_to_nothing_refused),
-    KnownEdge("stack/concatenate messages", "issue 16 item 1",
-              "stack and concatenate record a gradient message for an input that does not require grad",
-              _message_to_a_constant_input),
-    KnownEdge("Value overflow", "issue 16 item 2",
-              "Value ** overflow (forward or backward) and Value / backward, whose a / (b * b) under- or "
-              "overflows for |b| < 1e-154 or > 1e154, raise a bare OverflowError or ZeroDivisionError or give "
-              "NaN where torch gives a number or inf", _value_overflow),
-    KnownEdge("mixed dtypes", "issue 16 item 2",
-              "float32 with float64: NumPy's promotion (a 0-d float64 promotes float32; torch refuses "
-              "float32 @ float64) and a float32 node's .grad stays float64", _mixed_dtypes),
+    KnownEdge("var of nothing, empty result", "issue 16 item 1 (what is left of it)",
+              "var with N - correction <= 0 whose result is empty (zeros((1, 0)).var(axis=0)) raises ValueError; "
+              "torch returns the empty result, as tinyad's mean now does", _var_of_nothing_refused),
+    KnownEdge("max over a size-0 axis", "issue 16 item 1 (follow-up of the empty-result fix)",
+              "max over a size-0 axis whose result is empty (zeros((0, 0)).max(axis=1)) returns the empty "
+              "result; torch's amax refuses it (IndexError: expected reduction dim to have non-zero size)",
+              _max_over_a_size_zero_axis),
+    KnownEdge("NaN into max", "issue 16 item 1 (NaN inputs; follow-up of the select fix)",
+              "max over a slice holding NaN: tinyad sends the gradient to the NaN element, torch's amax sends "
+              "NaN to every element of the slice (x.max() at [-2, nan, -1e30])", _nan_into_max),
+    KnownEdge("mixed dtypes", "issue 16 item 2 (what is left of it)",
+              "float32 @ float64 computes where torch refuses (same dtype needed), and a float32 node's .grad "
+              "becomes float64 when a float64 consumer sends it a gradient (torch keeps each .grad in its "
+              "tensor's dtype)", _mixed_dtypes),
     KnownEdge("negative base, differentiable exponent", "not yet in issue 16 (found by this fuzzer)",
               "a ** b with b requiring grad is refused for a < 0 even at an integer b, where torch gives a ** b "
               "and a NaN gradient for b; the docs promise the refusal only for a fractional exponent",
@@ -1702,13 +1688,24 @@ KNOWN_EDGE_DISAGREEMENTS: list[KnownEdge] = [
     KnownEdge("0 ** negative tensor exponent", "not yet in issue 16 (found by this fuzzer)",
               "tensor ** tensor is not refused at 0 ** (b < 0) (tensor ** number is); it gives inf, and the "
               "gradient for b is NaN where torch gives -inf (inf * log 0)", _zero_to_a_negative_tensor_exponent),
-    KnownEdge("x ** 0 times inf", "issue 16 item 1 (the same multiply-by-a-zero; a case the issue does not list)",
-              "x ** 0 (Value and Tensor): the gradient 0 * x ** -1 is multiplied by an inf/NaN upstream, "
-              "giving NaN where torch gives 0", _power_zero_times_nonfinite),
+    KnownEdge("x ** 0", "issue 16 item 1 (the same multiply-by-a-zero; a case the issue does not list)",
+              "x ** 0 with a number exponent, and Value ** Value at b = 0: the gradient for x is "
+              "0 * x ** -1 times the upstream, NaN for x = NaN or an inf upstream, where torch gives 0 "
+              "((Value(-1.0) ** 0.0 * inf).backward(); Value(nan) ** Value(-0.0))", _power_zero_times_nonfinite),
+    KnownEdge("-0.0 ** b for 0 < b < 1", "issue 16 item 1 (sign of zero; what is left of it)",
+              "the infinite gradient of (-0.0) ** b differs in sign from torch's for some b: 1e-200 (torch "
+              "rounds b - 1 to -1, an odd power: -inf), and Value ** Value(0.5) (+inf in tinyad, torch's "
+              "tensor ** tensor also +inf, but its x ** 0.5 gives -inf)", _minus_zero_to_a_fraction),
     KnownEdge("Value 0 ** b, gradient for b", "issue 16 item 1 (NaN inputs; a case the issue does not list)",
               "Value 0 ** b: the exponent's gradient is the constant 0 (the 'ln 0' convention), where torch "
               "multiplies 0 by the upstream (NaN for an inf upstream) and gives NaN for b = NaN",
               _value_zero_base),
+    KnownEdge("subnormal float32 divisor", "torch's own arithmetic (tinyad is right)",
+              "-0.0 / x for a float32 subnormal x: torch's vectorized kernel treats x as 0 and gives NaN, "
+              "tinyad 0", _subnormal_float32_divisor),
+    KnownEdge("torch: stacked 0-d leaves share .grad", "a PyTorch bug (tinyad is right)",
+              "a, b 0-d leaves; loss = torch.stack([a, b]).sum(); backward twice with retain_graph: torch's "
+              "a.grad and b.grad alias one element and end at 3x, tinyad's at 2x", _stacked_scalars_summed),
     KnownEdge("sigmoid underflow", "torch's own rounding (tinyad is nearer the true value)",
               "sigmoid(x) for x < -745 (float64): torch gives 0, tinyad the subnormal e^x / (1 + e^x); "
               "a log after it then gives -inf in torch, about x in tinyad", _sigmoid_underflows),
