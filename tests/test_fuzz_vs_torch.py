@@ -1588,9 +1588,15 @@ def _minus_zero_to_a_fraction(records: list) -> bool:
     return False
 
 
+def _signed_zero_from_matmul_into_a_root(records: list) -> bool:
+    made_zero = any(r.output is not None and bool((r.output == 0).any()) for r in _steps(records, "matmul"))
+    root_of_zero = any(bool((r.inputs[0] == 0).any()) for r in _steps(records, "sqrt", "pow") if r.inputs)
+    return made_zero and root_of_zero
+
+
 def _stacked_scalars_summed(records: list) -> bool:
-    """torch: 0-d tensors that require grad, stacked; their .grad can share memory."""
-    return any(sum(1 for x, flag in zip(r.inputs, r.inputs_require_grad) if flag and x.ndim == 0) >= 2
+    """torch: one-element tensors that require grad, stacked; their .grad can share memory."""
+    return any(sum(1 for x, flag in zip(r.inputs, r.inputs_require_grad) if flag and x.numel() == 1) >= 2
                for r in _steps(records, "stack"))
 
 
@@ -1714,9 +1720,14 @@ KNOWN_EDGE_DISAGREEMENTS: list[KnownEdge] = [
     KnownEdge("subnormal float32 divisor", "torch's own arithmetic (tinyad is right)",
               "-0.0 / x for a float32 subnormal x: torch's vectorized kernel treats x as 0 and gives NaN, "
               "tinyad 0", _subnormal_float32_divisor),
-    KnownEdge("torch: stacked 0-d leaves share .grad", "a PyTorch bug (tinyad is right)",
-              "a, b 0-d leaves; loss = torch.stack([a, b]).sum(); backward twice with retain_graph: torch's "
-              "a.grad and b.grad alias one element and end at 3x, tinyad's at 2x", _stacked_scalars_summed),
+    KnownEdge("torch: stacked one-element leaves share .grad", "a PyTorch bug (tinyad is right)",
+              "a, b one-element leaves, loss = torch.stack([a, b]).sum() (or .sum(dim=(0, 1)) for shape (1,)), "
+              "backward twice with retain_graph: torch keeps views of one expanded gradient as a.grad and "
+              "b.grad, which then alias; they end at 3x (three leaves: 4x), tinyad's at 2x",
+              _stacked_scalars_summed),
+    KnownEdge("sign of a zero made by @", "NumPy's and torch's matmul differ (neither is wrong)",
+              "a @ b can be 0.0 in one and -0.0 in the other (-2.3 * 0.0 summed from +0 or not); a sqrt or "
+              "fractional power of it then has an infinite gradient of the other sign", _signed_zero_from_matmul_into_a_root),
     KnownEdge("sigmoid underflow", "torch's own rounding (tinyad is nearer the true value)",
               "sigmoid(x) for x < -745 (float64): torch gives 0, tinyad the subnormal e^x / (1 + e^x); "
               "a log after it then gives -inf in torch, about x in tinyad", _sigmoid_underflows),
