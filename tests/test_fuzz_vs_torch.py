@@ -1611,8 +1611,11 @@ def _index_placed_differently(records: list) -> bool:
     for r in _steps(records, "getitem"):
         if r.output is None:
             continue
-        numpy_shape = np.empty(tuple(r.inputs[0].shape))[_tinyad_index(r.step.params["index"])].shape
-        if numpy_shape != tuple(r.output.shape):
+        shape = tuple(r.inputs[0].shape)
+        positions = np.arange(int(np.prod(shape, dtype=np.int64))).reshape(shape)  # each element its own number
+        by_numpy = positions[_tinyad_index(r.step.params["index"])]
+        by_torch = torch.from_numpy(positions)[_torch_index(r.step.params["index"])].numpy()
+        if by_numpy.shape != by_torch.shape or not np.array_equal(by_numpy, by_torch):
             return True
     return False
 
