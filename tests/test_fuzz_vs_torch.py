@@ -1588,10 +1588,20 @@ def _minus_zero_to_a_fraction(records: list) -> bool:
     return False
 
 
-def _signed_zero_from_matmul_into_a_root(records: list) -> bool:
-    made_zero = any(r.output is not None and bool((r.output == 0).any()) for r in _steps(records, "matmul"))
+def _signed_zero_choice_into_a_root(records: list) -> bool:
+    """A zero whose sign NumPy and torch may choose differently (a sum in @, a tie of
+    0.0 and -0.0 in maximum, minimum or max) and a root of a zero in the same program."""
     root_of_zero = any(bool((r.inputs[0] == 0).any()) for r in _steps(records, "sqrt", "pow") if r.inputs)
-    return made_zero and root_of_zero
+    if not root_of_zero:
+        return False
+    if any(r.output is not None and bool((r.output == 0).any()) for r in _steps(records, "matmul")):
+        return True
+    for r in _steps(records, "maximum", "minimum", "max"):
+        values = torch.cat([x.reshape(-1) for x in _operands(r.step, r.inputs)]) if r.step.op != "max" else r.inputs[0].reshape(-1)
+        zeros = values[values == 0]
+        if bool(torch.signbit(zeros).any()) and bool((~torch.signbit(zeros)).any()):
+            return True
+    return False
 
 
 def _stacked_scalars_summed(records: list) -> bool:
@@ -1728,9 +1738,10 @@ KNOWN_EDGE_DISAGREEMENTS: list[KnownEdge] = [
               "backward twice with retain_graph: torch keeps views of one expanded gradient as a.grad and "
               "b.grad, which then alias; they end at 3x (three leaves: 4x), tinyad's at 2x",
               _stacked_scalars_summed),
-    KnownEdge("sign of a zero made by @", "NumPy's and torch's matmul differ (neither is wrong)",
-              "a @ b can be 0.0 in one and -0.0 in the other (-2.3 * 0.0 summed from +0 or not); a sqrt or "
-              "fractional power of it then has an infinite gradient of the other sign", _signed_zero_from_matmul_into_a_root),
+    KnownEdge("sign of a zero NumPy and torch choose differently", "neither is wrong; tinyad follows NumPy",
+              "a @ b can be 0.0 in one and -0.0 in the other (-2.3 * 0.0 summed from +0 or not), and "
+              "maximum(-0.0, 0.0) is 0.0 in NumPy, -0.0 in torch; a sqrt or fractional power of that zero "
+              "then has an infinite gradient of the other sign", _signed_zero_choice_into_a_root),
     KnownEdge("sigmoid underflow", "torch's own rounding (tinyad is nearer the true value)",
               "sigmoid(x) for x < -745 (float64): torch gives 0, tinyad the subnormal e^x / (1 + e^x); "
               "a log after it then gives -inf in torch, about x in tinyad", _sigmoid_underflows),
