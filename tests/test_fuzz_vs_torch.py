@@ -1164,7 +1164,7 @@ def _operands(step: Step, inputs: list) -> tuple:
     if len(inputs) == 2:
         return inputs[0], inputs[1]
     number = torch.tensor(step.params["number"], dtype=inputs[0].dtype)
-    return (number, inputs[0]) if step.params["number_on_left"] else (inputs[0], number)
+    return (number, inputs[0]) if step.params.get("number_on_left") else (inputs[0], number)
 
 
 def _nonfinite_where(mask: torch.Tensor, result: torch.Tensor) -> bool:
@@ -1673,12 +1673,6 @@ def _max_over_a_size_zero_axis(records: list) -> bool:
     return False
 
 
-def _abs_kink_times_nonfinite(records: list) -> bool:
-    for r in _steps(records, "abs"):
-        kink = (r.inputs[0] == 0) | torch.isnan(r.inputs[0])
-        if any(bool((kink & ~torch.isfinite(u)).any()) for u in r.upstream.values()):
-            return True
-    return False
 
 
 def _nan_into_max(records: list) -> bool:
@@ -1701,9 +1695,6 @@ KNOWN_EDGE_DISAGREEMENTS: list[KnownEdge] = [
               "max over a size-0 axis whose result is empty (zeros((0, 0)).max(axis=1)) returns the empty "
               "result; torch's amax refuses it (IndexError: expected reduction dim to have non-zero size)",
               _max_over_a_size_zero_axis),
-    KnownEdge("abs at 0 or NaN, non-finite upstream", "issue 16 item 1 (follow-up of the select fix)",
-              "abs now selects (0 at x = 0 and x = NaN); torch's abs multiplies, upstream * sgn(x), which is "
-              "NaN for an inf/NaN upstream there (x.abs().tanh() at x = [nan, 0.0])", _abs_kink_times_nonfinite),
     KnownEdge("NaN into max", "issue 16 item 1 (NaN inputs; follow-up of the select fix)",
               "max over a slice holding NaN: tinyad sends the gradient to the NaN element, torch's amax sends "
               "NaN to every element of the slice (x.max() at [-2, nan, -1e30])", _nan_into_max),
