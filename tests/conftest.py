@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy
 import pytest
+from hypothesis import settings
 
 from tinyad import backend as backend_module
 from tinyad.backend import Backend, cuda_unavailable_reason
@@ -239,3 +240,20 @@ def spy_device(monkeypatch) -> SpyBackend:
     monkeypatch.setitem(backend_module._BACKENDS, "spy", spy)
     yield spy
     _state["inside_xp"] = _state["forbid_host"] = 0
+
+
+# ---------------------------------------------------------------------------
+# hypothesis profiles
+# ---------------------------------------------------------------------------
+#
+# "ci" (loaded here, the default) sizes tests/test_fuzz_vs_torch.py to run in
+# about a minute on two cores; every other test file names its own
+# max_examples, so the profile changes only the fuzz tests. For thousands of
+# random programs:
+#
+#     python -m pytest tests/test_fuzz_vs_torch.py --hypothesis-profile=long
+#
+# (hypothesis' pytest plugin loads the named profile after this file ran).
+settings.register_profile("ci", max_examples=1000, deadline=None, print_blob=True)
+settings.register_profile("long", max_examples=5000, deadline=None, print_blob=True)
+settings.load_profile("ci")
