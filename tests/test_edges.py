@@ -113,12 +113,18 @@ def test_the_slope_at_minus_zero_is_minus_infinity_like_torch(make):
 
 def test_a_reduction_with_an_empty_result_returns_it_like_torch():
     x = Tensor(np.zeros((0, 0)), requires_grad=True)
-    for reduce in (lambda t: t.mean(axis=1), lambda t: t.max(axis=1), lambda t: t.sum(axis=1)):
+    for reduce in (lambda t: t.mean(axis=1), lambda t: t.sum(axis=1), lambda t: t.var(axis=1)):
         out = reduce(x)
-        assert out.shape == (0,)
+        assert out.shape == tuple(reduce(torch.zeros((0, 0))).shape) == (0,)
         out.sum().backward()
         assert x.grad.shape == (0, 0)
-    assert tuple(torch.zeros((0, 0)).mean(dim=1).shape) == (0,)
+
+
+def test_a_maximum_over_a_size_zero_axis_is_refused_as_torch_refuses_it():
+    with pytest.raises(IndexError):
+        torch.zeros((0, 0)).amax(dim=1)
+    with pytest.raises(ValueError, match="zero elements"):
+        Tensor(np.zeros((0, 0))).max(axis=1)
 
 
 def test_averaging_zero_elements_into_a_number_keeps_its_clear_error():

@@ -223,9 +223,10 @@ class Value(Node):
 
     @staticmethod
     def _pow_backward(node: Value, upstream: float) -> tuple:
-        # d(a^n)/da = n * a^(n-1)
+        # d(a^n)/da = n * a^(n-1); for n = 0 the slope is 0 whatever the upstream
+        # (0 * inf would be NaN), as PyTorch gives
         (a,) = node.parents
-        return (_power_slope(a.data, node.saved) * upstream,)
+        return (0.0 if node.saved == 0 else _power_slope(a.data, node.saved) * upstream,)
 
     def __rpow__(self, base: Number) -> Value:
         base = _as_value(base)
@@ -235,13 +236,14 @@ class Value(Node):
 
     @staticmethod
     def _value_pow_backward(node: Value, upstream: float) -> tuple:
-        # d(a^b)/da = b * a^(b-1),  d(a^b)/db = a^b * ln(a)
+        # d(a^b)/da = b * a^(b-1) (0 where b = 0),  d(a^b)/db = a^b * ln(a)
         a, b = node.parents
+        slope_base = 0.0 if b.data == 0 else _power_slope(a.data, b.data) * upstream
         if a.data == 0.0:
             # ln(0) is undefined; the exponent's slope is taken as 0 there (PyTorch's convention)
-            return (_power_slope(0.0, b.data) * upstream, 0.0)
+            return (slope_base, 0.0)
         slope_exponent = node.data * math.log(a.data)
-        return (_power_slope(a.data, b.data) * upstream, slope_exponent * upstream)
+        return (slope_base, slope_exponent * upstream)
 
     # ---- elementary functions -------------------------------------------
 

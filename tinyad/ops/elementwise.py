@@ -22,16 +22,20 @@ __all__ = [
 
 
 def _broadcasting(op: str, compute: Any, a: Tensor, b: Tensor) -> Any:
-    """``compute(a.data, b.data)`` in PyTorch's result dtype (``result_dtype``),
-    with NumPy's shape error told in tinyad's words."""
-    first, second = a.data, b.data
-    if first.dtype != second.dtype:
-        dtype = result_dtype(a, b)
-        first, second = first.astype(dtype, copy=False), second.astype(dtype, copy=False)
+    """``compute(a.data, b.data)``, with NumPy's shape error told in tinyad's words."""
     try:
-        return compute(first, second)
+        return compute(a.data, b.data)
     except ValueError:
         raise shape_error(op, a.shape, b.shape) from None
+
+
+def _promoted(a: Tensor, b: Tensor) -> tuple:
+    """``a`` and ``b`` in PyTorch's result dtype (``result_dtype``). The one that
+    changes goes through a ``cast`` node, so its gradient comes back in its own dtype."""
+    if a.dtype == b.dtype:
+        return a, b
+    dtype = result_dtype(a, b)
+    return (a if a.dtype == dtype else cast(a, dtype)), (b if b.dtype == dtype else cast(b, dtype))
 
 
 class _quiet:
@@ -54,6 +58,7 @@ class _quiet:
 
 
 def add(a: Tensor, b: Tensor) -> Tensor:
+    a, b = _promoted(a, b)
     return _result(_broadcasting("+", lambda x, y: x + y, a, b), (a, b), "+", _add_backward, a.backend)
 
 
@@ -67,6 +72,7 @@ def _add_backward(node: Tensor, upstream: Any) -> tuple:
 
 
 def sub(a: Tensor, b: Tensor) -> Tensor:
+    a, b = _promoted(a, b)
     return _result(_broadcasting("-", lambda x, y: x - y, a, b), (a, b), "-", _sub_backward, a.backend)
 
 
@@ -92,6 +98,7 @@ def _neg_backward(node: Tensor, upstream: Any) -> tuple:
 
 
 def mul(a: Tensor, b: Tensor) -> Tensor:
+    a, b = _promoted(a, b)
     return _result(_broadcasting("*", lambda x, y: x * y, a, b), (a, b), "*", _mul_backward, a.backend)
 
 
@@ -105,6 +112,7 @@ def _mul_backward(node: Tensor, upstream: Any) -> tuple:
 
 
 def div(a: Tensor, b: Tensor) -> Tensor:
+    a, b = _promoted(a, b)
     if a.backend.checks_values:  # off on the GPU: 1 / 0 is inf there, as in PyTorch
         zero = b.data == 0
         if zero.any():
@@ -136,8 +144,8 @@ def _power_backward(node: Tensor, upstream: Any) -> tuple:
     # d(a^n)/da = n * a^(n-1)
     (a,) = node.parents
     exponent = node.saved
-    if exponent == 0:
-        return (upstream * 0,)
+    if exponent == 0:  # d(a^0)/da = 0, also where upstream is inf (0 * inf would be NaN)
+        return (node.backend.xp.zeros_like(upstream),)
     if exponent == 0.5:
         # d(a^0.5)/da = 1 / (2 sqrt a), written as sqrt's derivative: the sign of a
         # zero carries through (-0.0 gives -inf), as PyTorch, which computes a ** 0.5 as sqrt
@@ -176,6 +184,7 @@ def tensor_power(base: Tensor, exponent: Tensor) -> Tensor:
                 "**: the exponent requires grad, and d(a^b)/db = a^b ln(a) needs a base >= 0; "
                 f"the base {first_bad(base.backend, base.data, negative)}"
             )
+    base, exponent = _promoted(base, exponent)
     data = _broadcasting("**", lambda x, y: x**y, base, exponent)
     return _result(data, (base, exponent), "**", _tensor_power_backward, base.backend)
 
@@ -310,6 +319,7 @@ def _anchor_and_operands(a: Any, b: Any, op: str) -> tuple:
 
 def _extremum(a: TensorLike, b: TensorLike, op: str) -> Tensor:
     anchor, a, b = _anchor_and_operands(a, b, op)
+    a, b = _promoted(a, b)
     pick = getattr(anchor.backend.xp, op)  # xp.maximum or xp.minimum
     return _result(_broadcasting(op, pick, a, b), (a, b), op, _extremum_backward, anchor.backend)
 

@@ -15,6 +15,7 @@ while ``axis=`` (NumPy's word) returns the values alone.
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Any, NamedTuple
 
 from ..tensor import Axis, Tensor, _result
@@ -153,11 +154,13 @@ def _variance(op: str, a: Tensor, dim: Axis, unbiased: Any, keepdim: Any, correc
     correction = _correction(op, unbiased, correction, ddof)
     axes = _normalize_axes(axis, a.ndim, op)
     count = _count(a.shape, axes)
-    if count - correction <= 0:
+    if count - correction <= 0 and _result_size(a.shape, axes) > 0:  # an empty result is fine, as in PyTorch
         raise ValueError(
             f"{op}: {count} value(s) along axis {axis} of a tensor of shape {a.shape} "
             f"leave no degrees of freedom with correction={correction} (need more than {correction})"
         )
+    if _result_size(a.shape, axes) == 0:
+        return a.data.sum(axis=axes, keepdims=keepdims), axes, keepdims, 1  # the empty result
     centered = a.data - a.data.mean(axis=axes, keepdims=True)
     data = (centered * centered).sum(axis=axes, keepdims=keepdims) / (count - correction)
     return data, axes, keepdims, count - correction
@@ -215,27 +218,31 @@ def _std_backward(node: Tensor, upstream: Any) -> tuple:
     return (xp.where(zero, xp.zeros((), dtype=gradient.dtype), gradient),)
 
 
-def _extreme(a: Tensor, op: str, axis: Axis, keepdims: bool) -> Tensor:
+def _extreme(a: Tensor, op: str, axis: Axis, keepdims: bool, nan_is_extreme: bool = False) -> Tensor:
     """Largest (``op="max"``) or smallest (``"min"``) value over ``axis``, as a plain tensor."""
     axes = _normalize_axes(axis, a.ndim, op)
-    if _count(a.shape, axes) == 0 and _result_size(a.shape, axes) > 0:  # an empty result is fine, as in PyTorch
-        raise ValueError(f"{op}: cannot take the {op}imum of zero elements (shape {a.shape})")
-    data = getattr(a.data, op)(axis=axes, keepdims=keepdims) if a.size else a.data.sum(axis=axes, keepdims=keepdims)
-    return _result(data, (a,), op, _extreme_backward, a.backend, saved=(axes, keepdims))
+    if _count(a.shape, axes) == 0:  # PyTorch refuses this even where the result would be empty
+        raise ValueError(f"{op}: cannot take the {op}imum of zero elements (shape {a.shape}, axis {axis})")
+    data = getattr(a.data, op)(axis=axes, keepdims=keepdims)
+    return _result(data, (a,), op, _extreme_backward, a.backend, saved=(axes, keepdims, nan_is_extreme))
 
 
 def _extreme_backward(node: Tensor, upstream: Any) -> tuple:
     # d max/da_j = 1 for the maximal element (1/k each when k elements tie); the same for min
     (a,) = node.parents
-    axes, keepdims = node.saved
+    axes, keepdims, nan_is_extreme = node.saved
     xp = node.backend.xp
     extreme = _expand_reduced(node.data, a.shape, axes, keepdims)
-    is_extreme = (a.data == extreme) | (xp.isnan(a.data) & xp.isnan(extreme))  # a NaN is the extreme where it occurs
+    is_extreme = a.data == extreme
+    if nan_is_extreme:
+        is_extreme |= xp.isnan(a.data) & xp.isnan(extreme)
     ties = is_extreme.sum(axis=axes, keepdims=True).astype(upstream.dtype)  # int counts would promote float32
     gradient = _expand_reduced(upstream, a.shape, axes, keepdims)
-    # multiplied by the 0/1 mask, not selected, as PyTorch does for amax: an
-    # infinite upstream gives NaN at the other elements there too
-    return (gradient / ties * is_extreme,)
+    # PyTorch's rule, grad / ties * mask, multiplied rather than selected: an
+    # infinite upstream gives NaN at the other elements; for amax a NaN maximum
+    # equals nothing (0 ties) and gives NaN everywhere, as there
+    with xp.errstate(divide="ignore", invalid="ignore") if hasattr(xp, "errstate") else nullcontext():
+        return (gradient / ties * is_extreme,)
 
 
 def amax(a: Tensor, dim: Axis = None, keepdim: bool | None = None, *, axis: Axis = None,
@@ -272,7 +279,9 @@ def min(a: Tensor, dim: int | None = None, keepdim: bool | None = None, *, axis:
 def _extreme_or_pair(a: Tensor, op: str, dim: Any, keepdim: Any, axis: Axis, keepdims: Any) -> Any:
     axis, keep = _reduce_args(op, dim, axis, keepdim, keepdims)
     if dim is None:
-        return _extreme(a, op, axis, keep)
+        # over everything, max() is torch.max(), which shares the gradient among
+        # NaNs where the maximum is NaN; over axes it is amax, which does not
+        return _extreme(a, op, axis, keep, nan_is_extreme=axis is None)
     if isinstance(dim, bool) or not hasattr(dim, "__index__"):
         raise TypeError(
             f"{op}: dim={dim!r}: with a dim, {op} returns (values, indices) along one axis, so dim must be an int; "
