@@ -370,9 +370,9 @@ def _where_backward(node: Tensor, upstream: Any) -> tuple:
     mask = node.saved
     xp = node.backend.xp
     zero = xp.zeros((), dtype=upstream.dtype)
-    return (
-        unbroadcast(xp.where(mask, upstream, zero), x.shape) if x.requires_grad else None,
-        unbroadcast(xp.where(mask, zero, upstream), y.shape) if y.requires_grad else None,
+    return (  # each back in its input's own dtype, where x and y differ
+        unbroadcast(xp.where(mask, upstream, zero), x.shape).astype(x.dtype, copy=False) if x.requires_grad else None,
+        unbroadcast(xp.where(mask, zero, upstream), y.shape).astype(y.dtype, copy=False) if y.requires_grad else None,
     )
 
 

@@ -238,7 +238,8 @@ def _concatenate_backward(node: Tensor, upstream: Any) -> tuple:
     for parent, size in zip(node.parents, sizes):
         index = [slice(None)] * upstream.ndim
         index[axis] = slice(start, start + size)
-        pieces.append(upstream[tuple(index)] if parent.requires_grad else None)
+        # back in the input's own dtype (a float32 input joined with a float64 one)
+        pieces.append(upstream[tuple(index)].astype(parent.dtype, copy=False) if parent.requires_grad else None)
         start += size
     return tuple(pieces)
 
@@ -258,6 +259,6 @@ def _stack_backward(node: Tensor, upstream: Any) -> tuple:
     # input i was placed at position i of the new axis: it gets that slice back
     xp = node.backend.xp
     return tuple(
-        xp.take(upstream, i, axis=node.saved) if parent.requires_grad else None
+        xp.take(upstream, i, axis=node.saved).astype(parent.dtype, copy=False) if parent.requires_grad else None
         for i, parent in enumerate(node.parents)
     )
