@@ -1606,6 +1606,20 @@ def _sigmoid_underflows(records: list) -> bool:
                for r in _steps(records, "sigmoid") if r.output is not None)
 
 
+def _variance_of_equal_values(records: list) -> bool:
+    """var over a slice of equal nonzero values: the exact answer is 0, and each engine may
+    round its mean and give a tiny variance (tiny against the values squared) or 0."""
+    for r in _steps(records, "var"):
+        x = r.inputs[0]
+        if r.output is None or x.numel() == 0:
+            continue
+        dims = _torch_dims(r.step.params["axis"], x.dim()) or tuple(range(x.dim()))
+        constant = torch.amax(x, dim=dims) == torch.amin(x, dim=dims) if x.dim() else torch.tensor(True)
+        if bool((constant & (torch.amax(x.abs(), dim=dims) > 0 if x.dim() else x != 0)).any()):
+            return True
+    return False
+
+
 def _index_placed_differently(records: list) -> bool:
     """NumPy and torch put the axes of an advanced index in different places
     (an int and an integer array separated by a slice or None)."""
@@ -1693,6 +1707,10 @@ KNOWN_EDGE_DISAGREEMENTS: list[KnownEdge] = [
     KnownEdge("sigmoid underflow", "torch's own rounding (tinyad is nearer the true value)",
               "sigmoid(x) for x < -745 (float64): torch gives 0, tinyad the subnormal e^x / (1 + e^x); "
               "a log after it then gives -inf in torch, about x in tinyad", _sigmoid_underflows),
+    KnownEdge("variance of equal values", "rounding in both engines",
+              "var over a slice of equal values (1e30 three times): the exact 0 comes out as 0 in one engine "
+              "and about 3e28 in the other (the mean rounded; tiny against 1e60, the values squared), "
+              "which engine depending on the shape", _variance_of_equal_values),
     KnownEdge("advanced-index placement", "not yet in issue 16 (found by this fuzzer)",
               "x[0, None, idx] (an int and an integer array separated by a slice or None): NumPy moves the "
               "indexed axes to the front, torch does not; tinyad follows NumPy", _index_placed_differently),
