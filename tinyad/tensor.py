@@ -48,7 +48,7 @@ def _result(data: Any, parents: tuple, op: str, backward_fn: Callable, backend: 
     recording is on and some input needs a gradient."""
     if not isinstance(data, backend.array_type):
         data = backend.xp.asarray(data)  # NumPy returns scalars for 0-d results; keep arrays
-    if graph.is_grad_enabled() and any(parent.requires_grad for parent in parents):
+    if graph.is_grad_enabled() and any([parent.requires_grad for parent in parents]):
         return Tensor._wrap(data, backend, True, parents, op, backward_fn, saved)
     return Tensor._wrap(data, backend)
 
@@ -97,6 +97,8 @@ def unbroadcast(gradient: Any, shape: tuple) -> Any:
     added are summed away, and the axes it stretched from size 1 are summed
     back to size 1.
     """
+    if gradient.shape == shape:
+        return gradient  # nothing was broadcast
     added = len(gradient.shape) - len(shape)
     if added > 0:
         gradient = gradient.sum(axis=tuple(range(added)))
@@ -204,18 +206,18 @@ class Tensor(Node):
                 "a gradient is a small real change, which an integer cannot make "
                 "(create the tensor with dtype='float64')"
             )
-        self._init_node(array, backend, bool(requires_grad), label=label)
-
-    def _init_node(self, array: Any, backend: Backend, requires_grad: bool, *recorded: Any, label: str = "") -> None:
-        Node.__init__(self, array, *recorded, label=label)  # recorded: parents, op, backward_fn, saved
+        Node.__init__(self, array, label=label)
         self.backend = backend
-        self.requires_grad = requires_grad
+        self.requires_grad = bool(requires_grad)
 
     @classmethod
     def _wrap(cls, array: Any, backend: Backend, requires_grad: bool = False, *recorded: Any) -> "Tensor":
-        """A node around ``array`` as it is (no copy, no checks): an op's result, or a constant leaf."""
+        """A node around ``array`` as it is (no copy, no checks): an op's result (``recorded``:
+        its parents, op, backward function and what backward needs), or a constant leaf."""
         out = cls.__new__(cls)
-        out._init_node(array, backend, requires_grad, *recorded)
+        Node.__init__(out, array, *recorded)
+        out.backend = backend
+        out.requires_grad = requires_grad
         return out
 
     # ---- plain attributes --------------------------------------------------
@@ -311,9 +313,12 @@ class Tensor(Node):
         may be recorded on an edge too, be a read-only broadcast view, or a
         NumPy scalar.
         """
-        if self.grad is None and not self.parents:
-            gradient = self.backend.xp.array(gradient, dtype=self.data.dtype, copy=True)
-        super().add_to_grad(gradient)
+        if self.grad is not None:
+            self.grad = self.grad + gradient
+        elif self.parents:
+            self.grad = gradient
+        else:
+            self.grad = self.backend.xp.array(gradient, dtype=self.data.dtype, copy=True)
 
     # ---- operators and methods: each op lives in tinyad/ops/ ----------------
 

@@ -8,6 +8,7 @@ input that needs no gradient gets None (its message would be thrown away).
 """
 from __future__ import annotations
 
+import operator
 from contextlib import nullcontext
 from typing import Any
 
@@ -59,7 +60,7 @@ class _quiet:
 
 def add(a: Tensor, b: Tensor) -> Tensor:
     a, b = _promoted(a, b)
-    return _result(_broadcasting("+", lambda x, y: x + y, a, b), (a, b), "+", _add_backward, a.backend)
+    return _result(_broadcasting("+", operator.add, a, b), (a, b), "+", _add_backward, a.backend)
 
 
 def _add_backward(node: Tensor, upstream: Any) -> tuple:
@@ -73,7 +74,7 @@ def _add_backward(node: Tensor, upstream: Any) -> tuple:
 
 def sub(a: Tensor, b: Tensor) -> Tensor:
     a, b = _promoted(a, b)
-    return _result(_broadcasting("-", lambda x, y: x - y, a, b), (a, b), "-", _sub_backward, a.backend)
+    return _result(_broadcasting("-", operator.sub, a, b), (a, b), "-", _sub_backward, a.backend)
 
 
 def _sub_backward(node: Tensor, upstream: Any) -> tuple:
@@ -99,7 +100,7 @@ def _neg_backward(node: Tensor, upstream: Any) -> tuple:
 
 def mul(a: Tensor, b: Tensor) -> Tensor:
     a, b = _promoted(a, b)
-    return _result(_broadcasting("*", lambda x, y: x * y, a, b), (a, b), "*", _mul_backward, a.backend)
+    return _result(_broadcasting("*", operator.mul, a, b), (a, b), "*", _mul_backward, a.backend)
 
 
 def _mul_backward(node: Tensor, upstream: Any) -> tuple:
@@ -117,7 +118,7 @@ def div(a: Tensor, b: Tensor) -> Tensor:
         zero = b.data == 0
         if zero.any():
             raise ValueError(f"/: division by zero: the divisor {first_bad(a.backend, b.data, zero)}")
-    return _result(_broadcasting("/", lambda x, y: x / y, a, b), (a, b), "/", _div_backward, a.backend)
+    return _result(_broadcasting("/", operator.truediv, a, b), (a, b), "/", _div_backward, a.backend)
 
 
 def _div_backward(node: Tensor, upstream: Any) -> tuple:
@@ -185,7 +186,7 @@ def tensor_power(base: Tensor, exponent: Tensor) -> Tensor:
                 f"the base {first_bad(base.backend, base.data, negative)}"
             )
     base, exponent = _promoted(base, exponent)
-    data = _broadcasting("**", lambda x, y: x**y, base, exponent)
+    data = _broadcasting("**", operator.pow, base, exponent)
     return _result(data, (base, exponent), "**", _tensor_power_backward, base.backend)
 
 
@@ -283,14 +284,14 @@ def _sigmoid_backward(node: Tensor, upstream: Any) -> tuple:
 
 def relu(a: Tensor) -> Tensor:
     """max(0, a) elementwise; its derivative at 0 is 0, as in PyTorch."""
-    # negative values become 0; -0.0 and NaN pass through unchanged, as in PyTorch
-    return _result(a.backend.xp.where(a.data < 0, 0, a.data), (a,), "relu", _relu_backward, a.backend)
+    # NaN passes through; -0.0 becomes 0.0 (NumPy's choice; PyTorch keeps -0.0)
+    return _result(a.backend.xp.maximum(a.data, 0), (a,), "relu", _relu_backward, a.backend)
 
 
 def _relu_backward(node: Tensor, upstream: Any) -> tuple:
-    # d max(0, a)/da = 1 where a > 0, else 0 (0 at a = 0, as in PyTorch). The
-    # gradient is *selected*, not multiplied by a 0/1 mask: 0 * inf would be NaN
-    # where relu(a) = 0 feeds a sqrt, and PyTorch gives 0 there
+    # d max(0, a)/da = 1 where a > 0, else 0 (0 at a = 0; 1 at NaN, as in PyTorch).
+    # The upstream is *selected*, not multiplied by a 0/1 mask, as PyTorch does:
+    # an infinite upstream where relu(a) = 0 feeds a sqrt gives 0, not 0 * inf = NaN
     (a,) = node.parents
     return (node.backend.xp.where(a.data <= 0, 0, upstream),)
 
