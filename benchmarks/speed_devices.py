@@ -20,10 +20,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import gc
 import importlib.util
+import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -33,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT))
 
-from _report import interleaved_medians, machine_line, write_section  # noqa: E402
+from _report import machine_line, write_section  # noqa: E402
 from batchnorm import settle_allocator  # noqa: E402
 
 import tinyad  # noqa: E402
@@ -281,6 +284,26 @@ def _relu_backward_multiplying(node: Any, upstream: Any) -> tuple:
     return _relu_backward_select_only(node, upstream)
 
 
+def ab_medians(contenders: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median seconds per call, the contenders alternating call by call.
+
+    Python's cyclic collector runs off the clock before every call (a call
+    then starts from a collected heap whichever variant ran before it): a
+    scalar step leaves tens of thousands of objects behind, and which variant
+    pays for collecting them would otherwise depend on the order, not on the code.
+    """
+    samples: dict[str, list[float]] = {name: [] for name in contenders}
+    for fn in contenders.values():
+        fn()  # warm-up
+    for _ in range(repeats):
+        for name, fn in contenders.items():
+            gc.collect()
+            start = time.perf_counter()
+            fn()
+            samples[name].append(time.perf_counter() - start)
+    return {name: statistics.median(times) for name, times in samples.items()}
+
+
 def _with(device: Callable[[], contextlib.AbstractContextManager], step: Callable[[], object]) -> Callable[[], object]:
     def run() -> object:
         with device():
@@ -299,7 +322,7 @@ def device_rows(quick: bool, repeats: int) -> list[str]:
     for name, device in DEVICES.items():
         gains = []
         for step in steps.values():
-            medians = interleaved_medians({"plain": step, "device": _with(device, step)}, repeats=repeats, warmup=1)
+            medians = ab_medians({"plain": step, "device": _with(device, step)}, repeats)
             gains.append(medians["plain"] / medians["device"] - 1)
         verdict = "yes" if max(gains) >= 0.15 else "no (< 15% everywhere)"
         rows.append(f"| {name} | " + " | ".join(f"{gain:+.0%}" for gain in gains) + f" | {verdict} |")
@@ -326,7 +349,7 @@ def whole_core_rows(revision: str, quick: bool, repeats: int) -> list[str]:
     ours, theirs = workloads(quick), workloads(quick, old)
     rows = ["| workload | today's plain core / core at " + revision + " (speed) |", "|---|---|"]
     for (name, step), old_step in zip(ours.items(), theirs.values()):
-        medians = interleaved_medians({"plain": step, "old": old_step}, repeats=repeats, warmup=1)
+        medians = ab_medians({"plain": step, "old": old_step}, repeats)
         rows.append(f"| {name} | {medians['old'] / medians['plain']:.2f}x |")
         print(rows[-1], flush=True)
     return rows
@@ -344,7 +367,8 @@ def main(argv: list[str] | None = None) -> None:
         "## Speed devices: does each one pay?",
         "",
         "Each device the plain core dropped, re-created as a patch and timed against the plain code in",
-        f"one process, interleaved, {repeats} rounds, median; a gain is plain time / device time - 1.",
+        f"one process, alternating call by call, the garbage collector run off the clock before each call,",
+        f"{repeats} rounds, median; a gain is plain time / device time - 1.",
         "A device returns to the core only at >= 15% on one workload (STYLE.md rule 11).",
         "Command: `python benchmarks/speed_devices.py" + (f" --against {args.against}" if args.against else "") + " --write-docs`.",
         "",
