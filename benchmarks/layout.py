@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import shutil
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -41,11 +42,11 @@ def median_seconds(fn, repeats: int) -> float:
 def main(repeats: int = 3, samples: int = 180, out: Path | None = None) -> None:
     loss, _ = batchnorm_graph(samples, 1)
     nodes = len(topological_order(loss))
-    full = viz.draw(loss, max_nodes=10_000).source
+    full = viz.draw(loss, max_nodes=10_000, simplify=False).source  # every node its own box
     collapsed = viz.draw(loss, collapse=["x[", "centered", "x_hat", "gamma*x_hat", "y["]).source
     renderers = {}
     if shutil.which("dot"):
-        renderers["system dot"] = lambda source: viz.subprocess.run(
+        renderers["system dot"] = lambda source: subprocess.run(
             [shutil.which("dot"), "-Tsvg"], input=source.encode(), capture_output=True, check=True)
     try:
         import pygraphviz

@@ -218,28 +218,26 @@ def _std_backward(node: Tensor, upstream: Any) -> tuple:
     return (xp.where(zero, xp.zeros((), dtype=gradient.dtype), gradient),)
 
 
-def _extreme(a: Tensor, op: str, axis: Axis, keepdims: bool, nan_is_extreme: bool = False) -> Tensor:
+def _extreme(a: Tensor, op: str, axis: Axis, keepdims: bool) -> Tensor:
     """Largest (``op="max"``) or smallest (``"min"``) value over ``axis``, as a plain tensor."""
     axes = _normalize_axes(axis, a.ndim, op)
     if _count(a.shape, axes) == 0:  # PyTorch refuses this even where the result would be empty
         raise ValueError(f"{op}: cannot take the {op}imum of zero elements (shape {a.shape}, axis {axis})")
     data = getattr(a.data, op)(axis=axes, keepdims=keepdims)
-    return _result(data, (a,), op, _extreme_backward, a.backend, saved=(axes, keepdims, nan_is_extreme))
+    return _result(data, (a,), op, _extreme_backward, a.backend, saved=(axes, keepdims))
 
 
 def _extreme_backward(node: Tensor, upstream: Any) -> tuple:
     # d max/da_j = 1 for the maximal element (1/k each when k elements tie); the same for min
     (a,) = node.parents
-    axes, keepdims, nan_is_extreme = node.saved
+    axes, keepdims = node.saved
     xp = node.backend.xp
     extreme = _expand_reduced(node.data, a.shape, axes, keepdims)
     is_extreme = a.data == extreme
-    if nan_is_extreme:
-        is_extreme |= xp.isnan(a.data) & xp.isnan(extreme)
     ties = is_extreme.sum(axis=axes, keepdims=True).astype(upstream.dtype)  # int counts would promote float32
     gradient = _expand_reduced(upstream, a.shape, axes, keepdims)
-    # PyTorch's rule, grad / ties * mask, multiplied rather than selected: an
-    # infinite upstream gives NaN at the other elements; for amax a NaN maximum
+    # PyTorch's amax rule, grad / ties * mask, multiplied rather than selected:
+    # an infinite upstream gives NaN at the other elements, and a NaN maximum
     # equals nothing (0 ties) and gives NaN everywhere, as there
     with xp.errstate(divide="ignore", invalid="ignore") if hasattr(xp, "errstate") else nullcontext():
         return (gradient / ties * is_extreme,)
@@ -279,9 +277,7 @@ def min(a: Tensor, dim: int | None = None, keepdim: bool | None = None, *, axis:
 def _extreme_or_pair(a: Tensor, op: str, dim: Any, keepdim: Any, axis: Axis, keepdims: Any) -> Any:
     axis, keep = _reduce_args(op, dim, axis, keepdim, keepdims)
     if dim is None:
-        # over everything, max() is torch.max(), which shares the gradient among
-        # NaNs where the maximum is NaN; over axes it is amax, which does not
-        return _extreme(a, op, axis, keep, nan_is_extreme=axis is None)
+        return _extreme(a, op, axis, keep)
     if isinstance(dim, bool) or not hasattr(dim, "__index__"):
         raise TypeError(
             f"{op}: dim={dim!r}: with a dim, {op} returns (values, indices) along one axis, so dim must be an int; "
