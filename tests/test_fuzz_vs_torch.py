@@ -1581,11 +1581,14 @@ def _minus_zero_to_a_fraction(records: list) -> bool:
 
 def _signed_zero_choice_into_a_root(records: list) -> bool:
     """A zero whose sign NumPy and torch may choose differently (a sum in @, a tie of
-    0.0 and -0.0 in maximum, minimum or max) and a root of a zero in the same program."""
+    0.0 and -0.0 in maximum, minimum or max, relu of -0.0: tinyad's maximum(x, 0)
+    gives 0.0, torch keeps -0.0) and a root of a zero in the same program."""
     root_of_zero = any(bool((r.inputs[0] == 0).any()) for r in _steps(records, "sqrt", "pow") if r.inputs)
     if not root_of_zero:
         return False
     if any(r.output is not None and bool((r.output == 0).any()) for r in _steps(records, "matmul")):
+        return True
+    if any(bool(((r.inputs[0] == 0) & torch.signbit(r.inputs[0])).any()) for r in _steps(records, "relu") if r.inputs):
         return True
     for r in _steps(records, "maximum", "minimum", "max"):
         values = torch.cat([x.reshape(-1) for x in _operands(r.step, r.inputs)]) if r.step.op != "max" else r.inputs[0].reshape(-1)
@@ -1711,7 +1714,7 @@ KNOWN_EDGE_DISAGREEMENTS: list[KnownEdge] = [
               _stacked_scalars_summed),
     KnownEdge("sign of a zero NumPy and torch choose differently", "neither is wrong; tinyad follows NumPy",
               "a @ b can be 0.0 in one and -0.0 in the other (-2.3 * 0.0 summed from +0 or not), and "
-              "maximum(-0.0, 0.0) is 0.0 in NumPy, -0.0 in torch; a sqrt or fractional power of that zero "
+              "maximum(-0.0, 0.0) (so relu(-0.0)) is 0.0 in NumPy, -0.0 in torch; a sqrt or fractional power of that zero "
               "then has an infinite gradient of the other sign", _signed_zero_choice_into_a_root),
     KnownEdge("sigmoid underflow", "torch's own rounding (tinyad is nearer the true value)",
               "sigmoid(x) for x < -745 (float64): torch gives 0, tinyad the subnormal e^x / (1 + e^x); "
