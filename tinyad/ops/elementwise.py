@@ -197,9 +197,8 @@ def _tensor_power_backward(node: Tensor, upstream: Any) -> tuple:
     xp = node.backend.xp
     grad_a = grad_b = None
     if a.requires_grad:
-        with _quiet(xp):
-            slope = xp.where(b.data == 0, 0, b.data * a.data ** (b.data - 1))
-        grad_a = unbroadcast(upstream * slope, a.shape)
+        with _quiet(xp):  # selected after the product, as PyTorch: 0 even where upstream is inf
+            grad_a = unbroadcast(xp.where(b.data == 0, 0, upstream * b.data * a.data ** (b.data - 1)), a.shape)
     if b.requires_grad:
         positive = a.data > 0
         log_a = xp.log(xp.where(positive, a.data, 1))
