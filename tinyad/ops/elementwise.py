@@ -176,6 +176,11 @@ def _check_power_domain(backend: Backend, data: Any, exponent: float) -> None:
             )
 
 
+def _broadcast_exponent(base: Tensor, exponent: Tensor) -> Any:
+    """The exponent's data broadcast against the base's (to name the offending element)."""
+    return base.backend.xp.broadcast_arrays(base.data, exponent.data)[1]
+
+
 def tensor_power(base: Tensor, exponent: Tensor) -> Tensor:
     """``base ** exponent`` with a Tensor exponent (d/db = a^b ln a needs a > 0)."""
     if exponent.requires_grad and base.backend.checks_values:
@@ -186,7 +191,15 @@ def tensor_power(base: Tensor, exponent: Tensor) -> Tensor:
                 f"the base {first_bad(base.backend, base.data, negative)}"
             )
     base, exponent = _promoted(base, exponent)
-    data = _broadcasting("**", operator.pow, base, exponent)
+    with _quiet(base.backend.xp):  # the shapes are checked here, before the values below
+        data = _broadcasting("**", operator.pow, base, exponent)
+    if base.backend.checks_values:  # 0 ** (b < 0) divides by zero, as for a number exponent
+        zero_to_negative = (base.data == 0) & (exponent.data < 0)
+        if zero_to_negative.any():
+            raise ValueError(
+                f"**: 0 ** a negative exponent is a division by zero: the base is 0 where the exponent "
+                f"{first_bad(base.backend, _broadcast_exponent(base, exponent), zero_to_negative)}"
+            )
     return _result(data, (base, exponent), "**", _tensor_power_backward, base.backend)
 
 
