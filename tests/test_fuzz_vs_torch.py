@@ -1189,6 +1189,14 @@ def _power_domain(step: Step, inputs: list, result: torch.Tensor) -> bool:
     return _nonfinite_where(bad, result)
 
 
+def _negative_base_of_a_tensor_exponent(step: Step, inputs: list, result: torch.Tensor) -> bool:
+    """a ** b with b a tensor and a < 0 somewhere (tinyad refuses it when b needs a gradient)."""
+    if not (len(inputs) == 2 or step.params.get("number_on_left")):
+        return False
+    base, _ = _operands(step, inputs)
+    return bool((torch.as_tensor(base) < 0).any())
+
+
 def _reduces_nothing(step: Step, inputs: list, result: torch.Tensor) -> bool:
     shape = tuple(inputs[0].shape)
     axes = _torch_dims(step.params["axis"], len(shape)) if shape else ()
@@ -1206,7 +1214,7 @@ ACCEPTED_REFUSALS = [
     Refusal("0 ** negative, negative ** fractional", "pow", "docs/conventions.md, Numbers", _power_domain),
     Refusal("negative base with an exponent that needs a gradient", "pow",
             "docs/conventions.md, Numbers (d(a^b)/db = a^b ln a is NaN for a < 0 in torch)",
-            lambda step, x, r: len(x) == 2 and bool((x[0] < 0).any())),  # tinyad refuses only when b needs a gradient
+            _negative_base_of_a_tensor_exponent),
     Refusal("mean of zero elements into a number", "mean", "issue 16 item 1 (keeps its clear error)",
             _reduces_nothing),
     Refusal("var with no degree of freedom (N - correction <= 0)", "var",
