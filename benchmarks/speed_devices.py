@@ -41,8 +41,7 @@ from batchnorm import settle_allocator  # noqa: E402
 
 import tinyad  # noqa: E402
 import tinyad.scalar  # noqa: E402
-from tinyad import Tensor, nn  # noqa: E402
-from tinyad.nn import functional as F  # noqa: E402
+from tinyad import Tensor  # noqa: E402
 from tinyad.ops import elementwise, linalg, reductions  # noqa: E402
 from tinyad.tensor import unbroadcast  # noqa: E402
 
@@ -367,7 +366,7 @@ def main(argv: list[str] | None = None) -> None:
         "## Speed devices: does each one pay?",
         "",
         "Each device the plain core dropped, re-created as a patch and timed against the plain code in",
-        f"one process, alternating call by call, the garbage collector run off the clock before each call,",
+        "one process, alternating call by call, the garbage collector run off the clock before each call,",
         f"{repeats} rounds, median; a gain is plain time / device time - 1.",
         "A device returns to the core only at >= 15% on one workload (STYLE.md rule 11).",
         "Command: `python benchmarks/speed_devices.py" + (f" --against {args.against}" if args.against else "") + " --write-docs`.",

@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 from ..graph import Node, topological_order
 from .drawing import OTHER_ROUTE_COLOURS, ROLE_COLOURS
-from .routes import ROLES, name_of, node_list, role_of, route_shares, statistics_of
+from .routes import name_of, node_list, role_of, route_shares, statistics_of
 
 __all__ = ["route_table", "plot_routes"]
 
