@@ -1677,6 +1677,38 @@ def _subnormal_float32_divisor(records: list) -> bool:
     return False
 
 
+def _near_tie_of_computed_values(records: list) -> bool:
+    """maximum, minimum or max where two candidates are equal or within a few units in
+    the last place, and one of them was computed (not a leaf, not a number): each engine
+    rounds the computation its own way, so one may see a tie (the gradient split, or the
+    first index chosen) where the other sees a strict winner. A tie of leaves is exact in
+    both engines, and stays compared."""
+    def computed(record: Record, position: int) -> bool:
+        return records[record.step.inputs[position]].step.op != "leaf"
+
+    def near(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        ulp = torch.finfo(a.dtype).eps * torch.maximum(a.abs(), b.abs())
+        return torch.isfinite(a) & torch.isfinite(b) & ((a - b).abs() <= 4 * ulp)
+
+    for r in _steps(records, "maximum", "minimum"):
+        if r.output is None or not any(computed(r, i) for i in range(len(r.inputs))):
+            continue
+        a, b = torch.broadcast_tensors(*_operands(r.step, r.inputs))
+        if bool(near(a.to(torch.float64), b.to(torch.float64)).any()):
+            return True
+    for r in _steps(records, "max"):
+        if r.output is None or not computed(r, 0) or r.inputs[0].numel() == 0:
+            continue
+        x = r.inputs[0]
+        dims = _torch_dims(r.step.params["axis"], x.dim()) or tuple(range(x.dim()))
+        largest = torch.amax(x, dim=dims, keepdim=True) if x.dim() else x
+        winners = near(x, largest.expand_as(x)) if x.dim() else torch.tensor(True)
+        ties = winners.sum(dim=dims) if x.dim() else winners
+        if bool((ties > 1).any()):
+            return True
+    return False
+
+
 KNOWN_EDGE_DISAGREEMENTS: list[KnownEdge] = [
     KnownEdge("float32 @ float64", "tinyad follows NumPy's matmul here",
               "float32 @ float64 computes (in float64) where torch refuses (same dtype needed)", _mixed_dtypes),
@@ -1720,6 +1752,10 @@ KNOWN_EDGE_DISAGREEMENTS: list[KnownEdge] = [
               "-g * ((a / b) / b) (number / b: via 1 / b); where one order over- or underflows (a tiny b, a "
               "zero g) they give 0 and NaN, or a number and inf",
               _division_backward_overflows),
+    KnownEdge("a tie made by rounding", "rounding in both engines (not a wrong formula)",
+              "maximum(x.sigmoid(), 0.5) at x = -2.2e-16: torch's sigmoid gives 0.5 (a tie: the gradient "
+              "is split), tinyad's 0.49999999999999994 (0.5 wins: all of it to the number); the same for "
+              "max over values equal up to rounding", _near_tie_of_computed_values),
 ]
 
 
