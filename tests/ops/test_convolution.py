@@ -50,6 +50,29 @@ def test_unfold_backward_matches_finite_differences(name):
                      [x], eps=1e-6, atol=1e-8, rtol=1e-6)
 
 
+VIEWS = {  # views whose memory is not laid out (N, C, H, W) row by row: im2col reads any strides
+    "transposed": (lambda x: x.transpose(2, 3), lambda x: x.transpose(2, 3)),
+    "every other column": (lambda x: x[..., ::2], lambda x: x[..., ::2]),
+    "flipped rows (negative strides)": (lambda x: x[:, :, ::-1], lambda x: torch.flip(x, dims=(2,))),
+    "one channel expanded": (lambda x: x[:, :1].expand(2, 3, 7, 8), lambda x: x[:, :1].expand(2, 3, 7, 8)),
+}
+VIEW_KERNELS = RNG.normal(size=(4, 3, 2, 2))
+
+
+@pytest.mark.parametrize("view", list(VIEWS))
+def test_unfold_pooling_and_conv2d_read_views_like_torch(view):
+    ours_view, torch_view = VIEWS[view]
+    assert not ours_view(Tensor(IMAGES)).data.flags.c_contiguous
+    for ours, theirs in [
+        (lambda x: F.unfold(x, 3, 1, 1, 2), lambda x: TF.unfold(x, 3, 1, 1, 2)),
+        (lambda x: F.max_pool2d(x, 2), lambda x: TF.max_pool2d(x, 2)),
+        (lambda x, w: F.conv2d(x, w, padding=1), lambda x, w: TF.conv2d(x, w, padding=1)),
+    ]:
+        arrays = [IMAGES, VIEW_KERNELS][:ours.__code__.co_argcount]
+        assert_matches_torch(lambda x, *w: ours(ours_view(x), *w), arrays,
+                             lambda x, *w: theirs(torch_view(x), *w))
+
+
 def test_unfold_sends_a_pixel_the_sum_over_every_patch_that_copied_it():
     x = Tensor(np.zeros((1, 1, 3, 3)), requires_grad=True)
     F.unfold(x, 2).sum().backward()

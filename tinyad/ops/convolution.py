@@ -98,7 +98,7 @@ def im2col(input: Tensor, kernel_size: Any, dilation: Any = 1, padding: Any = 0,
     if padding != (0, 0):
         rows, cols = padding
         padded = xp.pad(padded, ((0, 0), (0, 0), (rows, rows), (cols, cols)), constant_values=pad_value)
-    windows = _windows(xp.ascontiguousarray(padded), xp, kernel, dilation, stride, out_size)
+    windows = _windows(padded, xp, kernel, dilation, stride, out_size)
     columns = windows.reshape(c * kernel[0] * kernel[1], n * out_size[0] * out_size[1])  # the one copy
     geometry = (input.shape, kernel, dilation, padding, stride, out_size)
     return _result(columns, (input,), "im2col", _im2col_backward, input.backend, saved=geometry)
