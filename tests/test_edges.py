@@ -68,6 +68,16 @@ def test_tensor_power_at_zero_to_the_zero_has_gradient_zero_for_the_base(base):
     assert ours[1][0].tolist() == [0.0, 0.0]
 
 
+def test_tensor_power_at_a_nan_base_has_a_nan_gradient_for_the_exponent_as_torch():
+    # d(a^b)/db = a^b ln(a): only a = 0 takes the convention 0; ln(NaN) is NaN (found by the
+    # fuzz suite's long profile: nan ** 0 gave the exponent the gradient 0)
+    ours, theirs = both(lambda a, b: a**b, [[NAN, 0.0, 0.0, 2.0], [0.0, 0.0, 1.5, 1.5]])
+    assert_same(ours, theirs)
+    exponent_grad = ours[1][1]
+    assert np.isnan(exponent_grad[0])
+    np.testing.assert_allclose(exponent_grad[1:], [0.0, 0.0, 2**1.5 * math.log(2)], rtol=1e-15)  # by hand
+
+
 @pytest.mark.parametrize("name, fn", [
     ("maximum", lambda a, b: tinyad.maximum(a, b) if isinstance(a, Tensor) else torch.maximum(a, b)),
     ("minimum", lambda a, b: tinyad.minimum(a, b) if isinstance(a, Tensor) else torch.minimum(a, b)),

@@ -205,7 +205,8 @@ def tensor_power(base: Tensor, exponent: Tensor) -> Tensor:
 
 def _tensor_power_backward(node: Tensor, upstream: Any) -> tuple:
     # d(a^b)/da = b * a^(b-1)   (0 where b = 0, also at a = 0, where a^(b-1) is inf)
-    # d(a^b)/db = a^b * ln(a)   (taken as 0 where a = 0)
+    # d(a^b)/db = a^b * ln(a)   (taken as 0 where a = 0 and b >= 0, PyTorch's convention:
+    #                            ln 0 = -inf would make it 0 * -inf = NaN; a NaN base gives NaN)
     a, b = node.parents
     xp = node.backend.xp
     grad_a = grad_b = None
@@ -213,9 +214,10 @@ def _tensor_power_backward(node: Tensor, upstream: Any) -> tuple:
         with _quiet(xp):  # selected after the product, as PyTorch: 0 even where upstream is inf
             grad_a = unbroadcast(xp.where(b.data == 0, 0, upstream * b.data * a.data ** (b.data - 1)), a.shape)
     if b.requires_grad:
-        positive = a.data > 0
-        log_a = xp.log(xp.where(positive, a.data, 1))
-        grad_b = unbroadcast(upstream * node.data * log_a, b.shape)
+        zero_base = (a.data == 0) & (b.data >= 0)
+        with _quiet(xp):
+            log_a = xp.log(xp.where(zero_base, 1, a.data))  # ln 1 = 0 where the convention applies
+            grad_b = unbroadcast(upstream * node.data * log_a, b.shape)
     return (grad_a, grad_b)
 
 
