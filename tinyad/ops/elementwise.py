@@ -193,12 +193,19 @@ def tensor_power(base: Tensor, exponent: Tensor) -> Tensor:
     base, exponent = _promoted(base, exponent)
     with _quiet(base.backend.xp):  # the shapes are checked here, before the values below
         data = _broadcasting("**", operator.pow, base, exponent)
-    if base.backend.checks_values:  # 0 ** (b < 0) divides by zero, as for a number exponent
+    if base.backend.checks_values:  # the domain of a ** b, as for a number exponent
         zero_to_negative = (base.data == 0) & (exponent.data < 0)
         if zero_to_negative.any():
             raise ValueError(
                 f"**: 0 ** a negative exponent is a division by zero: the base is 0 where the exponent "
                 f"{first_bad(base.backend, _broadcast_exponent(base, exponent), zero_to_negative)}"
+            )
+        xp = base.backend.xp
+        negative_to_fraction = (base.data < 0) & ~(exponent.data == xp.round(exponent.data))
+        if negative_to_fraction.any():
+            raise ValueError(
+                f"**: a negative base needs an integer exponent: the base is negative where the exponent "
+                f"{first_bad(base.backend, _broadcast_exponent(base, exponent), negative_to_fraction)}"
             )
     return _result(data, (base, exponent), "**", _tensor_power_backward, base.backend)
 
