@@ -1105,11 +1105,19 @@ def magnitude_vjp(record: Record, magnitude: torch.Tensor) -> list:
         s = record.output.double()
         return [magnitude * s * (1 + s)]
     if op == "var":
+        # d var / d a = 2 (a - mean) / (N - correction): its size is 2 (|a| + |mean|) / (N - correction)
         a = record.inputs[0].double()
-        spread = a.abs() + a.mean(dim=_torch_dims(record.step.params["axis"], a.ndim), keepdim=True).abs()
+        dims = tuple(d % a.ndim for d in _torch_dims(record.step.params["axis"], a.ndim)) if a.ndim else ()
+        count = int(np.prod([a.shape[d] for d in dims], dtype=np.int64))
+        freedom = max(count - record.step.params.get("correction", 1), 1)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return [x.abs() if x is not None else None for x in vjp(Record(record.step, [spread], None), magnitude)]
+            spread = a.abs() + (a.mean(dim=dims, keepdim=True).abs() if dims else a.abs())
+        upstream = magnitude.double()
+        if not record.step.params["keepdims"]:
+            for d in sorted(dims):
+                upstream = upstream.unsqueeze(d)
+        return [upstream.abs() * 2 * spread / freedom]
     return [None if x is None else x.abs() for x in vjp(record, magnitude)]
 
 
