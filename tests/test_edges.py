@@ -78,6 +78,18 @@ def test_tensor_power_at_a_nan_base_has_a_nan_gradient_for_the_exponent_as_torch
     np.testing.assert_allclose(exponent_grad[1:], [0.0, 0.0, 2**1.5 * math.log(2)], rtol=1e-15)  # by hand
 
 
+@pytest.mark.parametrize("exponent, upstream", [(0.0, 1.0), (2.0, -1.5), (NAN, 1.0), (0.5, INF), (3.0, -INF)])
+def test_value_zero_to_a_value_power_gives_torchs_gradients_at_nan_and_inf(exponent, upstream):
+    # d(0^b)/db: the convention 0 (ln 0 = -inf) still multiplies the upstream, as in torch
+    # (inf * 0 = NaN), and 0 ** NaN has slope NaN (found by the fuzz suite's long profile)
+    a, b = Value(0.0), Value(exponent)
+    (a**b).backward(upstream)
+    ta = torch.tensor(0.0, dtype=torch.float64, requires_grad=True)
+    tb = torch.tensor(exponent, dtype=torch.float64, requires_grad=True)
+    (ta**tb).backward(torch.tensor(upstream, dtype=torch.float64))
+    np.testing.assert_array_equal([a.grad, b.grad], [ta.grad.item(), tb.grad.item()])
+
+
 @pytest.mark.parametrize("name, fn", [
     ("maximum", lambda a, b: tinyad.maximum(a, b) if isinstance(a, Tensor) else torch.maximum(a, b)),
     ("minimum", lambda a, b: tinyad.minimum(a, b) if isinstance(a, Tensor) else torch.minimum(a, b)),

@@ -1570,16 +1570,6 @@ def _nonfinite(x: torch.Tensor) -> bool:
 
 
 
-def _value_zero_base(records: list) -> bool:
-    for r in _steps(records, "pow"):
-        if r.engine != "value" or r.output is None:
-            continue
-        base, exponent = _operands(r.step, r.inputs)
-        if base == 0 and (bool(torch.isnan(exponent)) or any(_nonfinite(u) for u in r.upstream.values())):
-            return True
-    return False
-
-
 def _minus_zero_to_a_fraction(records: list) -> bool:
     for r in _steps(records, "pow"):
         base, exponent = torch.broadcast_tensors(*_operands(r.step, r.inputs))
@@ -1803,10 +1793,6 @@ KNOWN_EDGE_DISAGREEMENTS: list[KnownEdge] = [
               "the infinite gradient of (-0.0) ** b differs in sign from torch's for some b: 1e-200 (torch "
               "rounds b - 1 to -1, an odd power: -inf), and Value ** Value(0.5) (+inf in tinyad, torch's "
               "tensor ** tensor also +inf, but its x ** 0.5 gives -inf)", _minus_zero_to_a_fraction),
-    KnownEdge("Value 0 ** b, gradient for b", "issue 16 item 1 (NaN inputs; a case the issue does not list)",
-              "Value 0 ** b: the exponent's gradient is the constant 0 (the 'ln 0' convention), where torch "
-              "multiplies 0 by the upstream (NaN for an inf upstream) and gives NaN for b = NaN",
-              _value_zero_base),
     KnownEdge("subnormal float32 divisor", "torch's own arithmetic (tinyad is right)",
               "-0.0 / x for a float32 subnormal x: torch's vectorized kernel treats x as 0 and gives NaN, "
               "tinyad 0", _subnormal_float32_divisor),

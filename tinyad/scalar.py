@@ -240,8 +240,9 @@ class Value(Node):
         a, b = node.parents
         slope_base = 0.0 if b.data == 0 else _power_slope(a.data, b.data) * upstream
         if a.data == 0.0:
-            # ln(0) is undefined; the exponent's slope is taken as 0 there (PyTorch's convention)
-            return (slope_base, 0.0)
+            # ln(0) = -inf; the exponent's slope is taken as 0 there (PyTorch's convention), and
+            # still multiplies the upstream (an infinite one gives NaN); 0 ** NaN's slope is NaN
+            return (slope_base, (0.0 if b.data >= 0.0 else math.nan) * upstream)
         slope_exponent = node.data * math.log(a.data)
         return (slope_base, slope_exponent * upstream)
 
