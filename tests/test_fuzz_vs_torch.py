@@ -74,6 +74,8 @@ from hypothesis.extra import numpy as hnp
 import tinyad
 from tinyad import Tensor, Value
 
+from tensor_oracle import axis_for
+
 # The example count comes from the hypothesis profile ("ci" by default,
 # "long" for thousands): see tests/conftest.py.
 FUZZ = settings(
@@ -258,7 +260,9 @@ def _torch_dims(axis: Any, ndim: int) -> tuple:
     return (axis,) if isinstance(axis, int) else tuple(axis)
 
 
-def _torch_index(index: tuple) -> Any:
+def _index_in(index: tuple, as_array: Callable) -> Any:
+    """A drawn index ((kind, ...) per position) in one engine's spelling; ``as_array``
+    turns an integer index array into that engine's array."""
     parts = []
     for kind, *rest in index:
         if kind == "int":
@@ -270,24 +274,16 @@ def _torch_index(index: tuple) -> Any:
         elif kind == "ellipsis":
             parts.append(Ellipsis)
         else:
-            parts.append(torch.from_numpy(rest[0].copy()))
+            parts.append(as_array(rest[0].copy()))
     return tuple(parts) if len(parts) != 1 else parts[0]
+
+
+def _torch_index(index: tuple) -> Any:
+    return _index_in(index, torch.from_numpy)
 
 
 def _tinyad_index(index: tuple) -> Any:
-    parts = []
-    for kind, *rest in index:
-        if kind == "int":
-            parts.append(rest[0])
-        elif kind == "slice":
-            parts.append(slice(*rest))
-        elif kind == "none":
-            parts.append(None)
-        elif kind == "ellipsis":
-            parts.append(Ellipsis)
-        else:
-            parts.append(rest[0].copy())
-    return tuple(parts) if len(parts) != 1 else parts[0]
+    return _index_in(index, lambda array: array)
 
 
 def apply_tinyad(step: Step, xs: list) -> Any:
@@ -543,16 +539,11 @@ def _not_negative(x: torch.Tensor) -> bool:
 
 @st.composite
 def axes_for(draw, ndim: int) -> Any:
-    """None, an int (negatives too), or a non-empty tuple of distinct axes."""
+    """None, an int (negatives too), or a non-empty tuple of distinct axes; for a 0-d
+    tensor also 0 and -1, which NumPy and torch accept there."""
     if ndim == 0:
         return draw(st.sampled_from([None, None, 0, -1]))
-    kind = draw(st.sampled_from(["none", "int", "tuple"]))
-    if kind == "none":
-        return None
-    if kind == "int":
-        return draw(st.integers(-ndim, ndim - 1))
-    chosen = draw(st.lists(st.integers(0, ndim - 1), min_size=1, max_size=ndim, unique=True))
-    return tuple(a - ndim if draw(st.booleans()) else a for a in chosen)
+    return draw(axis_for(ndim))
 
 
 @st.composite
