@@ -155,6 +155,21 @@ def assert_all_spy(root, what):
             assert type(saved) is SpyArray, f"{name}: a saved array is {type(saved).__name__}"
 
 
+def assert_stays_on_the_spy_and_matches_the_cpu(spy_device, fn, arrays, what):
+    """fn and its backward on the spy device: every array stays a SpyArray, nothing
+    is copied to the host, and the value and gradients are the CPU's."""
+    with spy_device.no_host_transfers():  # host data may come in; nothing may go out
+        leaves, out, loss = run("spy", fn, arrays)
+    assert_all_spy(loss, what)
+    for leaf in leaves:
+        assert type(leaf.grad) is SpyArray, what
+    assert spy_device.host_copies == 0
+    want_value, want_grads = on_host("cpu", fn, arrays)
+    np.testing.assert_allclose(out.numpy(), want_value, rtol=1e-12, atol=1e-14)
+    for leaf, want in zip(leaves, want_grads):
+        np.testing.assert_allclose(spy_device.to_numpy(leaf.grad), want, rtol=1e-12, atol=1e-14)
+
+
 def mlp(fused=False, seed=0):
     tinyad.manual_seed(seed)
     return nn.Sequential(

@@ -9,8 +9,7 @@ import pytest
 import tinyad
 from tinyad.nn import functional as F
 
-from conftest import SpyArray
-from device_cases import assert_all_spy, assert_same_as_cpu, fixed, on_host, positive, run
+from device_cases import assert_same_as_cpu, assert_stays_on_the_spy_and_matches_the_cpu, fixed, positive
 
 NEW_OPS = {
     "sum dim keepdim": (lambda a: a.sum(1, keepdim=True), [fixed((2, 3))]),
@@ -43,16 +42,7 @@ NEW_OPS = {
 @pytest.mark.parametrize("name", list(NEW_OPS))
 def test_new_op_on_the_spy_backend_stays_on_it_and_matches_the_cpu(spy_device, name):
     fn, arrays = NEW_OPS[name]
-    with spy_device.no_host_transfers():
-        leaves, out, loss = run("spy", fn, arrays)
-    assert_all_spy(loss, name)
-    for leaf in leaves:
-        assert type(leaf.grad) is SpyArray, name
-    assert spy_device.host_copies == 0
-    want_value, want_grads = on_host("cpu", fn, arrays)
-    np.testing.assert_allclose(out.numpy(), want_value, rtol=1e-12, atol=1e-14)
-    for leaf, want in zip(leaves, want_grads):
-        np.testing.assert_allclose(spy_device.to_numpy(leaf.grad), want, rtol=1e-12, atol=1e-14)
+    assert_stays_on_the_spy_and_matches_the_cpu(spy_device, fn, arrays, name)
 
 
 @pytest.mark.parametrize("name", list(NEW_OPS))
