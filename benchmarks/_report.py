@@ -27,9 +27,10 @@ BENCHMARKS_MD = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md
 HEADER = """# Benchmarks
 
 Every table on this page is written by a script in `benchmarks/`; none is typed
-by hand. Each script runs tinyad and its peer in the *same process*, interleaved,
-and reports medians over repeats and the ratio of medians. The machines these
-ran on are shared and noisy: read the ratios, not the absolute times.
+by hand. Each script runs tinyad and its peer in the *same run*, interleaved (in
+one process, except where a section says why not), and reports medians over
+repeats and the ratio of medians. The machines these ran on are shared and
+noisy: read the ratios, not the absolute times.
 
 Every script answers `--help` with what it measures. A full run (the command
 under each table) rewrites its own section of this page; `--quick` runs in
