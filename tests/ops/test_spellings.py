@@ -129,6 +129,8 @@ def test_max_of_a_zero_dimensional_tensor_with_a_dim_matches_torch():
     (lambda t: t.std(0, correction=0, ddof=0), "pass only one"),
     (lambda t: t.var(0, 1), "unbiased must be True or False"),
     (lambda t: t.max(dim=(0, 1)), "dim must be an int"),
+    (lambda t: tinyad.cat([t, t], dim=0, axis=1), "both dim=0 and axis=1"),
+    (lambda t: tinyad.cat([t, t], dim=1, axis=1), "both dim=1 and axis=1"),
 ])
 def test_two_spellings_of_one_argument_at_once_are_refused(call, message):
     with pytest.raises(TypeError, match=message):
@@ -248,6 +250,9 @@ def test_function_spelling_matches_torch(name, dtype):
 def test_cat_matches_torch_cat(dtype):
     assert_matches_torch(lambda a, b: tinyad.cat([a, b], dim=1), [X, X[:, :2] * 2],
                          lambda a, b: torch.cat([a, b], dim=1), dtype=dtype)
+    assert_matches_torch(lambda a, b: tinyad.cat([a, b]), [X, X * 2], lambda a, b: torch.cat([a, b]), dtype=dtype)
+    assert_matches_torch(lambda a, b: tinyad.cat([a, b], axis=2), [X, X[..., :1]],
+                         lambda a, b: torch.cat([a, b], dim=2), dtype=dtype)
 
 
 def test_creation_functions_give_torchs_shapes_and_tinyads_float64():

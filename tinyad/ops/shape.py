@@ -12,6 +12,7 @@ from typing import Any, Sequence
 
 from ..backend import Backend
 from ..tensor import Tensor, _operand, _result, device_error, unbroadcast
+from .reductions import _one_spelling
 
 __all__ = [
     "reshape", "flatten", "unsqueeze", "squeeze", "permute", "transpose", "expand", "clone",
@@ -224,11 +225,10 @@ def concatenate(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
     return _result(data, tensors, "concatenate", _concatenate_backward, backend, saved=(axis, sizes))
 
 
-def cat(tensors: Sequence[Tensor], dim: int = 0, *, axis: int | None = None) -> Tensor:
-    """PyTorch's name for ``concatenate`` (``dim``, or NumPy's ``axis``)."""
-    if axis is not None and dim != 0:
-        raise TypeError(f"cat: got both dim={dim!r} and axis={axis!r}; they are one argument: pass only one")
-    return concatenate(tensors, dim if axis is None else axis)
+def cat(tensors: Sequence[Tensor], dim: int | None = None, *, axis: int | None = None) -> Tensor:
+    """PyTorch's name for ``concatenate`` (``dim``, or NumPy's ``axis``; 0 when neither is given)."""
+    chosen = _one_spelling("cat", "dim", dim, "axis", axis)
+    return concatenate(tensors, 0 if chosen is None else chosen)
 
 
 def _concatenate_backward(node: Tensor, upstream: Any) -> tuple:
