@@ -461,26 +461,26 @@ class Tensor(Node):
         return shape_ops.reshape(self, *shape)
 
     def flatten(self, start_dim: int = 0, end_dim: int = -1) -> "Tensor":
+        """Merge the axes ``start_dim`` to ``end_dim`` into one (a reshape node)."""
         return shape_ops.flatten(self, start_dim, end_dim)
 
     def unsqueeze(self, dim: int) -> "Tensor":
-        """Merge the axes ``start_dim`` to ``end_dim`` into one (a reshape node)."""
+        """Insert an axis of size 1 at ``dim`` (a reshape node)."""
         return shape_ops.unsqueeze(self, dim)
 
     def squeeze(self, dim: Axis = None) -> "Tensor":
-        """Insert an axis of size 1 at ``dim`` (a reshape node)."""
+        """Drop the axes of size 1, or only ``dim`` if its size is 1 (a reshape node)."""
         return shape_ops.squeeze(self, dim)
 
     def expand(self, *sizes: Any) -> "Tensor":
-        """Drop the axes of size 1, or only ``dim`` if its size is 1 (a reshape node)."""
+        """Broadcast to ``sizes`` (-1 keeps an axis); the gradient is summed over the copies."""
         return shape_ops.expand(self, *sizes)
 
     def clone(self) -> "Tensor":
-        """Broadcast to ``sizes`` (-1 keeps an axis); the gradient is summed over the copies."""
+        """A copy of the numbers that stays on the graph."""
         return shape_ops.clone(self)
 
     def t(self) -> "Tensor":
-        """A copy of the numbers that stays on the graph."""
         """The matrix transpose of a tensor with at most 2 dimensions (PyTorch's ``t()``)."""
         if self.ndim > 2:
             raise ValueError(f"t: expects a tensor with at most 2 dimensions, got shape {self.shape}; use transpose(d0, d1) or permute")
