@@ -222,13 +222,27 @@ def test_gradient_does_not_flow_into_node_that_does_not_require_grad():
 
 
 def test_every_value_requires_grad_and_cannot_opt_out():
-    # a Value stores requires_grad once on its class, not in a slot per node
+    # requires_grad is a class attribute (graph.Node's), not a slot per node
     x = Value(1.5)
     assert x.requires_grad is True and (x * x).requires_grad is True
     with pytest.raises(AttributeError):
         x.requires_grad = False
     (x * x).backward()  # the failed assignment changed nothing
     assert x.grad == 3.0
+
+
+def test_a_graph_of_plain_nodes_backpropagates_with_a_hand_written_op():
+    """The core needs no Value or Tensor: an op of one's own (here f(a, b) = a * b + a,
+    df/da = b + 1, df/db = a) built from graph.Node gets its gradients and messages."""
+    def product_plus_first_backward(node, upstream):
+        a, b = node.parents
+        return ((b.data + 1.0) * upstream, a.data * upstream)
+
+    a, b = tinyad.graph.Node(3.0, label="a"), tinyad.graph.Node(-2.0, label="b")
+    f = tinyad.graph.Node(3.0 * -2.0 + 3.0, (a, b), "a*b+a", product_plus_first_backward)
+    tinyad.graph.run_backward(f, 1.0)
+    assert (a.grad, b.grad, f.grad) == (-1.0, 3.0, 1.0)
+    assert tinyad.graph.message(f, a) == -1.0 and tinyad.graph.message(f, b) == 3.0
 
 
 def test_backward_that_raises_leaves_no_stale_gradient_for_the_next_pass(monkeypatch):

@@ -55,6 +55,7 @@ class Node:
     """
 
     __slots__ = ("data", "grad", "parents", "op", "label", "backward_fn", "saved", "messages", "__weakref__")
+    requires_grad = True  # every node takes part in the gradient; a Tensor leaf may opt out
 
     # pickle and deepcopy walk a graph without recursion (see tinyad/_pickling.py)
     def __reduce_ex__(self, protocol: int) -> Any:
@@ -164,7 +165,7 @@ def run_backward(root: Node, seed: Any) -> None:
 
     Walks the nodes in reverse topological order, so a node is reached only
     after every consumer has sent its message: the sum waiting for it in
-    ``upstream`` is then complete, and is *added* into ``.grad`` (calling
+    ``pending`` is then complete, and is *added* into ``.grad`` (calling
     backward twice accumulates exactly twice the gradient, PyTorch's rule).
 
     A pass that fails (a backward function raises, or Ctrl-C) is undone:
@@ -176,12 +177,12 @@ def run_backward(root: Node, seed: Any) -> None:
     with _one_pass_at_a_time:
         collector_was_on = gc.isenabled()
         gc.disable()
-        upstream: dict[Node, Any] = {root: seed}  # dL/d(node), summed over the messages so far
+        pending: dict[Node, Any] = {root: seed}  # dL/d(node), summed over the messages so far
         first_reached: list[Node] = []  # op nodes no pass had reached: undone by zero_grad()
         earlier: list[tuple] = []  # (node, grad, messages) of every other node changed, as they were
         try:
             for node in reversed(topological_order(root)):
-                gradient = upstream.pop(node, None)
+                gradient = pending.pop(node, None)
                 if gradient is None:
                     continue  # no path from root carried a gradient here
                 messages = node.backward_fn(node, gradient) if node.parents else None
@@ -195,8 +196,8 @@ def run_backward(root: Node, seed: Any) -> None:
                 node.messages = messages if node.messages is None else _add_messages(node.messages, messages)
                 for parent, message in zip(node.parents, messages):
                     if message is not None and parent.requires_grad:  # a constant gets no gradient
-                        waiting = upstream.get(parent)
-                        upstream[parent] = message if waiting is None else waiting + message
+                        waiting = pending.get(parent)
+                        pending[parent] = message if waiting is None else waiting + message
         except BaseException:
             for node in first_reached:
                 node.zero_grad()

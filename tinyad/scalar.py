@@ -97,8 +97,7 @@ class Value(Node):
     and cannot be set (a Tensor leaf can opt out with ``requires_grad=False``).
     """
 
-    __slots__ = ()
-    requires_grad = True  # every Value takes part in the gradient, as in micrograd
+    __slots__ = ()  # requires_grad is Node's: always True, as in micrograd
 
     def __init__(
         self, data: Number, label: str = "", parents: tuple = (), op: str = "", backward_fn=None, saved: Any = None
@@ -215,7 +214,7 @@ class Value(Node):
 
     def __pow__(self, exponent: ValueLike) -> Value:
         if isinstance(exponent, Value):
-            return _value_pow(self, exponent)
+            return Value._value_pow(self, exponent)
         if not isinstance(exponent, (int, float)) or isinstance(exponent, bool):
             return NotImplemented
         _check_pow_domain(self.data, exponent)
@@ -232,7 +231,23 @@ class Value(Node):
         base = _as_value(base)
         if base is None:
             return NotImplemented
-        return _value_pow(base, self)
+        return Value._value_pow(base, self)
+
+    @staticmethod
+    def _value_pow(base: Value, exponent: Value) -> Value:
+        """``base ** exponent`` where the exponent is itself a Value.
+
+        Its derivative with respect to the exponent is a^b ln(a), which needs
+        a > 0 (or a = 0 with b > 0); a negative base is refused here instead of
+        producing a NaN gradient later.
+        """
+        if base.data < 0.0:
+            raise ValueError(
+                f"**: base {base.data!r} is negative and the exponent is a Value: d(a^b)/db = a^b ln(a) "
+                "needs a > 0 (use a plain number as exponent if it is a constant)"
+            )
+        _check_pow_domain(base.data, exponent.data)
+        return _result(_float_pow(base.data, exponent.data), (base, exponent), "**", Value._value_pow_backward)
 
     @staticmethod
     def _value_pow_backward(node: Value, upstream: float) -> tuple:
@@ -335,18 +350,3 @@ class Value(Node):
 
     __abs__ = abs
 
-
-def _value_pow(base: Value, exponent: Value) -> Value:
-    """``base ** exponent`` where the exponent is itself a Value.
-
-    Its derivative with respect to the exponent is a^b ln(a), which needs
-    a > 0 (or a = 0 with b > 0); a negative base is refused here instead of
-    producing a NaN gradient later.
-    """
-    if base.data < 0.0:
-        raise ValueError(
-            f"**: base {base.data!r} is negative and the exponent is a Value: d(a^b)/db = a^b ln(a) "
-            "needs a > 0 (use a plain number as exponent if it is a constant)"
-        )
-    _check_pow_domain(base.data, exponent.data)
-    return _result(_float_pow(base.data, exponent.data), (base, exponent), "**", Value._value_pow_backward)
