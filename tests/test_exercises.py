@@ -92,7 +92,7 @@ def test_dict_answers_are_graded_row_by_row_and_missing_rows_say_not_written(cap
 def test_wrong_shape_is_reported_with_both_shapes(capsys):
     square = Exercise("99_test", task="t", hints=("a", "b"), engine=lambda x: x.sum(axis=0), cases=[(np.ones((4, 3)),)])
     square.run(lambda x: x.sum(axis=1), flags())
-    assert re.search(r"shapes differ: expected \(4,\), actual \(3,\)", capsys.readouterr().out)
+    assert re.search(r"shapes \(4,\) and \(3,\) differ \(expected, actual\)", capsys.readouterr().out)
 
 
 def test_exercise_needs_two_hints():

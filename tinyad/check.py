@@ -24,7 +24,7 @@ import numpy as np
 from . import graph
 from .graph import Node
 from .scalar import Value
-from .tensor import Tensor
+from .tensor import Tensor, shape_error
 
 __all__ = [
     "gradcheck",
@@ -174,10 +174,7 @@ def compare(name: str, expected: Any, actual: Any, *, rtol: float = 1e-5, atol: 
     expected_array = _as_array(expected)
     actual_array = _as_array(actual)
     if expected_array.shape != actual_array.shape:
-        raise ValueError(
-            f"compare {name!r}: shapes differ: expected {expected_array.shape}, "
-            f"actual {actual_array.shape}"
-        )
+        raise shape_error(f"compare {name!r}", expected_array.shape, actual_array.shape, why="differ (expected, actual)")
     difference = np.abs(expected_array - actual_array)
     row = Comparison(
         name=name,

@@ -76,9 +76,15 @@ def _operand(tensor: "Tensor", other: Any, op: str) -> "Tensor | None":
     return None
 
 
-def shape_error(op: str, first: tuple, second: tuple, why: str = "cannot be broadcast together") -> ValueError:
-    """The one format for shape mismatches: op, both shapes, and the rule broken."""
-    return ValueError(f"{op}: shapes {tuple(first)} and {tuple(second)} {why}")
+def shape_error(op: str, *shapes: tuple, why: str = "cannot be broadcast together") -> ValueError:
+    """The one format for shapes that do not fit together: op, every shape, the rule broken.
+
+    (A message about one tensor's own shape, such as an axis out of range, is not a
+    mismatch and says what it needs in its own words.)
+    """
+    names = [str(tuple(shape)) for shape in shapes]
+    listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+    return ValueError(f"{op}: shapes {listed} {why}")
 
 
 def device_error(op: str, first: str, second: str, what: str = "") -> ValueError:
@@ -302,7 +308,7 @@ class Tensor(Node):
                 grad = grad.data
             seed = xp.asarray(grad, dtype=self.data.dtype)
             if seed.shape != self.shape:
-                raise shape_error("backward", seed.shape, self.shape, "differ: grad must have the output's shape")
+                raise shape_error("backward", seed.shape, self.shape, why="differ: grad must have the output's shape")
         graph.run_backward(self, seed)
 
     def add_to_grad(self, gradient: Any) -> None:

@@ -247,7 +247,7 @@ def assert_unchanged(model: nn.Module, before: dict) -> None:
 # every bad entry sits in a key loaded after good ones ("0.weight" comes first), so a
 # load that writes as it goes would already have changed the model when it fails
 BAD_STATES = {
-    "shape": ("3.weight", np.zeros((5, 3)), ValueError, r"3\.weight has shape \(5, 3\)"),
+    "shape": ("3.weight", np.zeros((5, 3)), ValueError, r"3\.weight: shapes \(5, 3\) and \(3, 5\) differ \(the state's, the model's\)"),
     "text": ("3.weight", np.full((3, 5), "a"), TypeError, r"3\.weight has dtype <U1"),
     "complex": ("1.running_var", np.ones(5) + 1j, TypeError, r"1\.running_var has dtype complex128"),
     "objects": ("1.running_mean", np.array([None] * 5), TypeError, r"1\.running_mean has dtype object"),

@@ -440,3 +440,20 @@ def test_mixing_devices_raises_value_error_naming_op_and_both_devices(op, order)
 
 def test_fake_device_tensor_reports_its_device():
     assert _on_fake_device([1.0]).device == "fake"
+
+
+@pytest.mark.parametrize("call, shapes", [
+    (lambda: Tensor(np.ones((2, 3))).reshape(4, 2), "(2, 3) and (4, 2)"),
+    (lambda: Tensor(np.ones((2, 3))).expand(4, 3, 3), "(2, 3) and (4, 3, 3)"),
+    (lambda: tinyad.concatenate([Tensor(np.ones((2, 3))), Tensor(np.ones((2, 4)))], axis=0), "(2, 3) and (2, 4)"),
+    (lambda: tinyad.stack([Tensor(np.ones(2)), Tensor(np.ones(3)), Tensor(np.ones(2))]), "(2,), (3,) and (2,)"),
+    (lambda: tinyad.where(np.ones(5, dtype=bool), Tensor(np.ones(2)), 0.0), "(5,), (2,) and ()"),
+    (lambda: tinyad.nn.functional.conv2d(Tensor(np.ones((1, 1, 4, 4))), Tensor(np.ones((2, 1, 3, 3))),
+                                         Tensor(np.ones(3))), "(3,) and (2, 1, 3, 3)"),
+])
+def test_every_shape_mismatch_names_the_op_and_each_shape_in_one_format(call, shapes):
+    with pytest.raises(ValueError) as caught:
+        call()
+    op = str(caught.value).split(":")[0]
+    assert str(caught.value).startswith(f"{op}: shapes {shapes} "), str(caught.value)
+    assert_engine_still_works()

@@ -12,7 +12,7 @@ from typing import Any, Sequence
 
 from ..ops.convolution import avg_pool2d, conv2d, max_pool2d, unfold
 from ..scalar import Value
-from ..tensor import Tensor, _result, device_error
+from ..tensor import Tensor, _result, device_error, shape_error
 from . import init
 
 __all__ = [
@@ -109,10 +109,7 @@ def _class_indices(op: str, scores: Tensor, target: Any) -> Any:
     if classes.dtype.kind not in "iu":
         raise ValueError(f"{op}: targets must be integer class indices, got dtype {classes.dtype}")
     if classes.shape != (scores.shape[0],):
-        raise ValueError(
-            f"{op}: shapes {tuple(classes.shape)} and {scores.shape} do not match: "
-            "expected one target per row of logits"
-        )
+        raise shape_error(op, classes.shape, scores.shape, why="do not match: expected one target per row of logits")
     # the range check reads two numbers back from the device, so the GPU skips it (see backend.py)
     checked = scores.backend.checks_values and classes.size
     if checked and (int(classes.min()) < 0 or int(classes.max()) >= scores.shape[1]):

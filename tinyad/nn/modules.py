@@ -18,7 +18,7 @@ import numpy as np
 
 from .. import graph
 from ..backend import get_backend
-from ..tensor import Tensor
+from ..tensor import Tensor, shape_error
 from . import functional as F
 from . import init
 
@@ -208,7 +208,7 @@ def _state_array(name: str, value: Any, tensor: Tensor) -> np.ndarray:
     except (TypeError, ValueError) as error:
         raise TypeError(f"load_state_dict: {name} is not an array of numbers ({type(value).__name__}: {error})") from None
     if array.shape != tensor.shape:
-        raise ValueError(f"load_state_dict: {name} has shape {array.shape} in the state, {tensor.shape} in the model")
+        raise shape_error(f"load_state_dict: {name}", array.shape, tensor.shape, why="differ (the state's, the model's)")
     wants_integers = tensor.dtype.kind in "iu"
     if array.dtype.kind not in "biuf":
         raise TypeError(

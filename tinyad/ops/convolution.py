@@ -143,16 +143,16 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: An
     every kernel's dot product with every patch of the batch at once.
     """
     if input.ndim != 4 or weight.ndim != 4:
-        raise shape_error("conv2d", input.shape, weight.shape, "must be (N, C, H, W) and (out_channels, C, kh, kw)")
+        raise shape_error("conv2d", input.shape, weight.shape, why="must be (N, C, H, W) and (out_channels, C, kh, kw)")
     n, channels = input.shape[:2]
     out_channels, weight_channels, kh, kw = weight.shape
     if weight_channels != channels:
         raise shape_error(
             "conv2d", input.shape, weight.shape,
-            f"do not fit: the input has {channels} channels, the weight expects {weight_channels}",
+            why=f"do not fit: the input has {channels} channels, the weight expects {weight_channels}",
         )
     if bias is not None and bias.shape != (out_channels,):
-        raise ValueError(f"conv2d: bias has shape {bias.shape}, expected ({out_channels},), one per output channel")
+        raise shape_error("conv2d", bias.shape, weight.shape, why="do not fit: the bias needs one number per output channel")
     height_out, width_out = _out_size("conv2d", input.shape, (kh, kw), _pair(stride, "stride", "conv2d"),
                                       _pair(padding, "padding", "conv2d", minimum=0), _pair(dilation, "dilation", "conv2d"))
     patches = im2col(input, (kh, kw), dilation, padding, stride)  # (C*kh*kw, N*OH*OW)

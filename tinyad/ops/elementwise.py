@@ -380,9 +380,7 @@ def where(condition: Any, x: TensorLike, y: TensorLike) -> Tensor:
     try:
         data = xp.where(mask, x.data, y.data)
     except ValueError:
-        raise ValueError(
-            f"where: shapes {tuple(mask.shape)}, {x.shape} and {y.shape} cannot be broadcast together"
-        ) from None
+        raise shape_error("where", mask.shape, x.shape, y.shape) from None
     return _result(data, (x, y), "where", _where_backward, anchor.backend, saved=mask)
 
 

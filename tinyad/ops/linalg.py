@@ -11,13 +11,13 @@ __all__ = ["matmul"]
 def matmul(a: Tensor, b: Tensor) -> Tensor:
     """``a @ b`` with NumPy's rules: 1-D operands, batch dimensions that broadcast."""
     if a.ndim == 0 or b.ndim == 0:
-        raise shape_error("@", a.shape, b.shape, "cannot be multiplied: matmul needs at least 1-D operands")
+        raise shape_error("@", a.shape, b.shape, why="cannot be multiplied: matmul needs at least 1-D operands")
     try:
         data = a.data @ b.data
     except ValueError:
         raise shape_error(
             "@", a.shape, b.shape,
-            "are not aligned: the last dimension of the left operand must equal the "
+            why="are not aligned: the last dimension of the left operand must equal the "
             "second-to-last (or only) dimension of the right one",
         ) from None
     return _result(data, (a, b), "@", _matmul_backward, a.backend)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from ..backend import Backend
-from ..tensor import Tensor, _operand, _result, device_error, unbroadcast
+from ..tensor import Tensor, _operand, _result, device_error, shape_error, unbroadcast
 from .reductions import _one_spelling
 
 __all__ = [
@@ -33,9 +33,7 @@ def reshape(a: Tensor, *shape: Any) -> Tensor:
     try:
         data = a.data.reshape(shape)
     except ValueError:
-        raise ValueError(
-            f"reshape: cannot reshape a tensor of shape {a.shape} ({a.size} elements) into {shape}"
-        ) from None
+        raise shape_error("reshape", a.shape, shape, why=f"do not fit: the tensor's {a.size} elements cannot take the second") from None
     return _result(data, (a,), "reshape", _reshape_backward, a.backend)
 
 
@@ -104,9 +102,7 @@ def expand(a: Tensor, *sizes: Any) -> Tensor:
     try:
         data = a.backend.xp.broadcast_to(a.data, target)
     except ValueError:
-        raise ValueError(
-            f"expand: cannot expand shape {a.shape} to {tuple(sizes)}: only axes of size 1 can grow"
-        ) from None
+        raise shape_error("expand", a.shape, sizes, why="do not fit: only axes of size 1 can grow") from None
     return _result(data, (a,), "expand", _expand_backward, a.backend)
 
 
@@ -218,9 +214,7 @@ def concatenate(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
     try:
         data = backend.xp.concatenate([t.data for t in tensors], axis=axis)
     except ValueError:
-        raise ValueError(
-            f"concatenate: shapes {[t.shape for t in tensors]} must agree on every axis except axis {axis}"
-        ) from None
+        raise shape_error("concatenate", *(t.shape for t in tensors), why=f"must agree on every axis but axis {axis}") from None
     sizes = [t.shape[axis] for t in tensors]
     return _result(data, tensors, "concatenate", _concatenate_backward, backend, saved=(axis, sizes))
 
@@ -251,7 +245,7 @@ def stack(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
     try:
         data = backend.xp.stack([t.data for t in tensors], axis=axis)
     except ValueError:
-        raise ValueError(f"stack: all shapes must be equal, got {[t.shape for t in tensors]}") from None
+        raise shape_error("stack", *(t.shape for t in tensors), why="must all be equal") from None
     return _result(data, tensors, "stack", _stack_backward, backend, saved=axis)
 
 
