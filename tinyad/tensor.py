@@ -26,6 +26,7 @@ imported ``numpy``.
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Any, Callable, Sequence, Union
 
 from . import graph
@@ -85,6 +86,13 @@ def shape_error(op: str, *shapes: tuple, why: str = "cannot be broadcast togethe
     names = [str(tuple(shape)) for shape in shapes]
     listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
     return ValueError(f"{op}: shapes {listed} {why}")
+
+
+def quiet_numpy(xp: Any) -> Any:
+    """A block in which NumPy does not warn about division by zero or invalid values:
+    for the places where an inf (or a NaN that a later select discards) is the
+    intended intermediate, as in 0 ** -1 at the kink of a power. CuPy never warns."""
+    return xp.errstate(divide="ignore", invalid="ignore") if hasattr(xp, "errstate") else nullcontext()
 
 
 def device_error(op: str, first: str, second: str, what: str = "") -> ValueError:

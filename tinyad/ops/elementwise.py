@@ -13,7 +13,7 @@ from contextlib import nullcontext
 from typing import Any
 
 from ..backend import Backend
-from ..tensor import Tensor, TensorLike, _operand, _result, first_bad, result_dtype, shape_error, unbroadcast
+from ..tensor import Tensor, TensorLike, _operand, _result, first_bad, quiet_numpy, result_dtype, shape_error, unbroadcast
 
 __all__ = [
     "add", "sub", "neg", "mul", "div", "power", "tensor_power",
@@ -37,22 +37,6 @@ def _promoted(a: Tensor, b: Tensor) -> tuple:
         return a, b
     dtype = result_dtype(a, b)
     return (a if a.dtype == dtype else cast(a, dtype)), (b if b.dtype == dtype else cast(b, dtype))
-
-
-class _quiet:
-    """Silence NumPy's warnings where an inf (or a NaN that ``where`` then
-    discards) is the intended intermediate, as in 0 ** -1 at the kink of a power."""
-
-    def __init__(self, xp: Any) -> None:
-        self.state = xp.errstate(divide="ignore", invalid="ignore") if hasattr(xp, "errstate") else None
-
-    def __enter__(self) -> None:
-        if self.state is not None:
-            self.state.__enter__()
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.state is not None:
-            self.state.__exit__(*exc)
 
 
 # ---- addition, subtraction, negation ---------------------------------------
@@ -150,11 +134,11 @@ def _power_backward(node: Tensor, upstream: Any) -> tuple:
     if exponent == 0.5:
         # d(a^0.5)/da = 1 / (2 sqrt a), written as sqrt's derivative: the sign of a
         # zero carries through (-0.0 gives -inf), as PyTorch, which computes a ** 0.5 as sqrt
-        with _quiet(node.backend.xp):
+        with quiet_numpy(node.backend.xp):
             return (upstream / (2 * node.data),)
     # Only for 0 < n < 1 can a^(n-1) divide by zero: 0 ** (n - 1) = +inf, as in
     # PyTorch, without NumPy's warning. (For n < 0 the forward refused a = 0.)
-    with _quiet(node.backend.xp) if 0 < exponent < 1 else nullcontext():
+    with quiet_numpy(node.backend.xp) if 0 < exponent < 1 else nullcontext():
         return (upstream * (exponent * a.data ** (exponent - 1)),)
 
 
@@ -191,7 +175,7 @@ def tensor_power(base: Tensor, exponent: Tensor) -> Tensor:
                 f"the base {first_bad(base.backend, base.data, negative)}"
             )
     base, exponent = _promoted(base, exponent)
-    with _quiet(base.backend.xp):  # the shapes are checked here, before the values below
+    with quiet_numpy(base.backend.xp):  # the shapes are checked here, before the values below
         data = _broadcasting("**", operator.pow, base, exponent)
     if base.backend.checks_values:  # the domain of a ** b, as for a number exponent
         zero_to_negative = (base.data == 0) & (exponent.data < 0)
@@ -218,11 +202,11 @@ def _tensor_power_backward(node: Tensor, upstream: Any) -> tuple:
     xp = node.backend.xp
     grad_a = grad_b = None
     if a.requires_grad:
-        with _quiet(xp):  # selected after the product, as PyTorch: 0 even where upstream is inf
+        with quiet_numpy(xp):  # selected after the product, as PyTorch: 0 even where upstream is inf
             grad_a = unbroadcast(xp.where(b.data == 0, 0, upstream * b.data * a.data ** (b.data - 1)), a.shape)
     if b.requires_grad:
         zero_base = (a.data == 0) & (b.data >= 0)
-        with _quiet(xp):
+        with quiet_numpy(xp):
             log_a = xp.log(xp.where(zero_base, 1, a.data))  # ln 1 = 0 where the convention applies
             grad_b = unbroadcast(upstream * node.data * log_a, b.shape)
     return (grad_a, grad_b)
@@ -273,7 +257,7 @@ def sqrt(a: Tensor) -> Tensor:
 
 def _sqrt_backward(node: Tensor, upstream: Any) -> tuple:
     # d(sqrt a)/da = 1 / (2 sqrt a)   (+inf at a = 0, as in PyTorch)
-    with _quiet(node.backend.xp):
+    with quiet_numpy(node.backend.xp):
         return (upstream / (2 * node.data),)
 
 

@@ -15,10 +15,9 @@ while ``axis=`` (NumPy's word) returns the values alone.
 """
 from __future__ import annotations
 
-from contextlib import nullcontext
 from typing import Any, NamedTuple
 
-from ..tensor import Axis, Tensor, _result
+from ..tensor import Axis, Tensor, _result, quiet_numpy
 
 __all__ = [
     "sum", "mean", "var", "std", "max", "min", "amax", "amin", "argmax", "argmin",
@@ -239,7 +238,7 @@ def _extreme_backward(node: Tensor, upstream: Any) -> tuple:
     # PyTorch's amax rule, grad / ties * mask, multiplied rather than selected:
     # an infinite upstream gives NaN at the other elements, and a NaN maximum
     # equals nothing (0 ties) and gives NaN everywhere, as there
-    with xp.errstate(divide="ignore", invalid="ignore") if hasattr(xp, "errstate") else nullcontext():
+    with quiet_numpy(xp):
         return (gradient / ties * is_extreme,)
 
 
