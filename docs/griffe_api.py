@@ -3,8 +3,9 @@
 Two rules, applied while griffe reads the source:
 
 * A module that lists its public names in ``__all__`` shows only those (and
-  its submodules): ``tinyad.viz.render_bytes`` has no underscore but is not
-  part of the API, because ``__all__`` does not list it.
+  its submodules): ``tinyad.nn.functional.shape_error`` (imported there for
+  its own use) has no underscore but is not part of the API, because
+  ``__all__`` does not list it.
 * A plain attribute without a docstring (``self.data = ...`` in a
   constructor) is left out: it would show nothing but its name, and the
   class docstring already says what the attributes a reader uses mean
