@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The one script for a machine with an NVIDIA GPU: run it from the repository root.
 #
-#   OUT=gpu-check bash benchmarks/gpu_check.sh
+#   OUT=gpu-check bash benchmarks/gpu_check.sh [--quick] [--help]
+#
+# --quick runs the smoke test on small shapes (as the dry run below always does); the device
+# tests and the benchmark (already --quick) are the same. --help prints this text.
 #
 # Needs no network: the Python on PATH must already have CuPy (with NVRTC: cupy-cuda12x[ctk]),
 # a CUDA build of PyTorch, pytest and hypothesis. Writes everything under $OUT:
@@ -19,6 +22,19 @@
 # tests that need no GPU; the benchmark then stops with its no-GPU message. It checks this
 # script and the smoke test's logic, not CUDA.
 set -uo pipefail
+
+QUICK=0
+for argument in "$@"; do
+    case "$argument" in
+        -h|--help)
+            echo "usage: [OUT=DIR] [TINYAD_GPU_DRY_RUN=1] bash benchmarks/gpu_check.sh [--quick] [--help]"
+            sed -n '2,/^set -uo pipefail/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
+            exit 0 ;;
+        --quick) QUICK=1 ;;
+        *) echo "gpu_check.sh: unknown option $argument (try --help)" >&2; exit 2 ;;
+    esac
+done
+
 cd "$(dirname "$0")/.."
 
 OUT=${OUT:-gpu-check}
@@ -75,7 +91,7 @@ if [ "$DRY" = "1" ]; then
     step tests 170 tests.txt python -m pytest tests/backend/test_cuda_device.py tests/backend/test_cuda_standin.py \
         tests/backend/test_cuda_launch.py tests/backend/test_devices.py -q -rs -p no:cacheprovider
 else
-    step smoke 80 smoke.txt python benchmarks/gpu_smoke.py
+    step smoke 80 smoke.txt python benchmarks/gpu_smoke.py $([ "$QUICK" = 1 ] && echo --quick)
     step tests 170 tests.txt python -m pytest tests/backend tests/test_pickling.py -q -rs -p no:cacheprovider
 fi
 step bench_gpu 150 bench_gpu.txt python benchmarks/bench_gpu.py --quick --markdown "$OUT/bench_gpu.md"

@@ -1,7 +1,9 @@
 """The GPU scripts without a GPU: benchmarks/bench_gpu.py, gpu_smoke.py and gpu_check.sh."""
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 import sys
 from types import SimpleNamespace
 
@@ -75,6 +77,18 @@ def test_gpu_check_script_runs_every_step_under_out_and_within_its_limits():
     limits = [int(n) for n in re.findall(r"^\s*step \w+ (\d+) ", script, flags=re.M)]
     limits_by_mode = limits[0] + max(limits[1], limits[3]) + max(limits[2], limits[4]) + limits[5]
     assert limits_by_mode + 4 * 10 < 8 * 60, limits  # every step's limit and its kill grace: under 8 minutes
+
+
+def test_gpu_check_script_answers_help_and_offers_quick_without_running_anything(tmp_path):
+    out = tmp_path / "never-written"
+    environment = {**os.environ, "OUT": str(out)}
+    done = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--help"], capture_output=True,
+                          text=True, env=environment, timeout=60)
+    assert done.returncode == 0 and done.stdout.startswith("usage:") and "--quick" in done.stdout, done.stdout
+    assert not out.exists(), "--help ran the checks"
+    refused = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--fast"], capture_output=True,
+                             text=True, env=environment, timeout=60)
+    assert refused.returncode == 2 and "unknown option --fast" in refused.stderr and not out.exists()
 
 
 def test_gpu_smoke_passes_on_the_stand_in(monkeypatch, no_cuda_backend_cached, capsys):
