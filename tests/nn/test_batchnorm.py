@@ -890,7 +890,10 @@ def test_population_statistics_need_a_batchnorm_layer_and_a_batch():
     with pytest.raises(ValueError, match="no BatchNorm"):
         nn.set_population_statistics(nn.Sequential(nn.Linear(2, 2)), [np.ones((3, 2))])
     model = population_model().eval()
+    before = [(layer.running_mean.numpy().copy(), layer.running_var.numpy().copy()) for layer in (model[1], model[4])]
     with pytest.raises(ValueError, match="no batches"):
         nn.set_population_statistics(model, [])
     assert model.training is False
-    assert model[1]._collected is None  # the layers stopped listening
+    for layer, (mean, var) in zip((model[1], model[4]), before):  # the failed call set no statistic
+        np.testing.assert_array_equal(layer.running_mean.numpy(), mean)
+        np.testing.assert_array_equal(layer.running_var.numpy(), var)
