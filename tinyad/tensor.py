@@ -220,18 +220,21 @@ class Tensor(Node):
                 "a gradient is a small real change, which an integer cannot make "
                 "(create the tensor with dtype='float64')"
             )
-        Node.__init__(self, array, label=label)
+        self._set_slots(array, backend, bool(requires_grad), label=label)
+
+    def _set_slots(self, array: Any, backend: Backend, requires_grad: bool, parents: tuple = (), op: str = "",
+                   backward_fn: Callable | None = None, saved: Any = None, label: str = "") -> None:
+        """Every slot, written in this one place: the graph's (Node's), then a Tensor's own two."""
+        Node.__init__(self, array, parents, op, backward_fn, saved, label)
         self.backend = backend
-        self.requires_grad = bool(requires_grad)
+        self.requires_grad = requires_grad
 
     @classmethod
     def _wrap(cls, array: Any, backend: Backend, requires_grad: bool = False, *recorded: Any) -> "Tensor":
         """A node around ``array`` as it is (no copy, no checks): an op's result (``recorded``:
         its parents, op, backward function and what backward needs), or a constant leaf."""
         out = cls.__new__(cls)
-        Node.__init__(out, array, *recorded)
-        out.backend = backend
-        out.requires_grad = requires_grad
+        out._set_slots(array, backend, requires_grad, *recorded)
         return out
 
     # ---- plain attributes --------------------------------------------------
