@@ -21,6 +21,7 @@ Targets: tinyad's step at least 6x as fast as micrograd's with the collector
 on, and never slower than micrograd's with it off.
 
 Writes: the section "scalar_vs_micrograd" of docs/benchmarks.md (a full run).
+Needs a Unix (it reads each block's peak memory with the resource module).
 
 Run:  pip install micrograd==0.1.0 && python benchmarks/scalar_vs_micrograd.py
       python benchmarks/scalar_vs_micrograd.py --quick    (20 points, 1 round: seconds)
@@ -32,6 +33,7 @@ import gc
 import json
 import math
 import random
+import resource
 import statistics
 import subprocess
 import sys
@@ -145,8 +147,9 @@ def count_nodes(root) -> int:
 
 
 def time_block(engine: str, pattern: str, collector_on: bool, warm_up: int, block: int,
-               points_count: int) -> list[float]:
-    """Seconds per step of `block` consecutive steps after `warm_up` untimed ones.
+               points_count: int) -> dict:
+    """Seconds per step of `warm_up` steps and of the `block` consecutive steps after
+    them (only these count in the table), and how much the process's peak memory grew.
 
     Run in a fresh Python process per block, with one engine only, as a user's
     training script runs. Both engines take a few steps to settle (micrograd's
@@ -155,7 +158,7 @@ def time_block(engine: str, pattern: str, collector_on: bool, warm_up: int, bloc
     steps are not timed. A process of its own also keeps each engine from
     meeting a heap the other one has used: after micrograd's blocks with the
     collector on (gigabytes of garbage, collected off the clock) tinyad's
-    step in the same process was 5-20% slower.
+    step in the same process was slower.
     """
     if engine == "micrograd":
         import micrograd.engine
@@ -168,14 +171,20 @@ def time_block(engine: str, pattern: str, collector_on: bool, warm_up: int, bloc
         lambda: training_step(model, points, labels))
     if not collector_on:
         gc.disable()
-    for _ in range(warm_up):
-        step()
+    peak_before = peak_memory_mb()
     times = []
-    for _ in range(block):
+    for _ in range(warm_up + block):
         start = time.perf_counter()
         step()
         times.append(time.perf_counter() - start)
-    return times
+    growth_per_step = (peak_memory_mb() - peak_before) / len(times)
+    return {"warm_up": times[:warm_up], "timed": times[warm_up:], "peak_growth_mb_per_step": growth_per_step}
+
+
+def peak_memory_mb() -> float:
+    """This process's peak resident memory so far (``ru_maxrss``: KiB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024 if sys.platform == "darwin" else 1024)
 
 
 def main(rounds: int = 3, block: int = 8, warm_up: int = 3, points_count: int = 100,
@@ -201,7 +210,9 @@ def main(rounds: int = 3, block: int = 8, warm_up: int = 3, points_count: int = 
     # timed ones, all consecutive, in a Python process of its own (see time_block). The
     # engines take turns block by block, over `rounds` rounds.
     patterns = ("demo loop", "step function")
-    samples: dict = {}
+    samples: dict = {}  # (pattern, collector_on, engine) -> seconds of each timed step
+    first_steps: dict = {}  # the same key -> seconds of each block's first step
+    memory: dict = {}  # the same key -> peak memory growth per step of each block (MB)
     for round_number in range(rounds):
         for collector_on in (True, False):
             for pattern in patterns:
@@ -210,9 +221,19 @@ def main(rounds: int = 3, block: int = 8, warm_up: int = 3, points_count: int = 
                     command = [sys.executable, __file__, "--time-block", engine, pattern,
                                "on" if collector_on else "off", str(warm_up), str(block), str(points_count)]
                     done = subprocess.run(command, capture_output=True, text=True, check=True)
-                    samples.setdefault((pattern, collector_on, engine), []).extend(json.loads(done.stdout))
+                    result, key = json.loads(done.stdout), (pattern, collector_on, engine)
+                    samples.setdefault(key, []).extend(result["timed"])
+                    first_steps.setdefault(key, []).append(result["warm_up"][0])
+                    memory.setdefault(key, []).append(result["peak_growth_mb_per_step"])
 
     medians = {key: statistics.median(times) for key, times in samples.items()}
+
+    def settling(collector_on: bool, engine: str) -> str:
+        key = ("step function", collector_on, engine)
+        return f"{statistics.median(first_steps[key]) * 1e3:.0f} ms to {medians[key] * 1e3:.0f} ms"
+
+    def growth(engine: str) -> float:
+        return statistics.median(memory[("step function", False, engine)])
 
     def row(pattern: str, collector_on: bool) -> str:
         micro_time, tiny_time = (medians[(pattern, collector_on, engine)] for engine in ("micrograd", "tinyad"))
@@ -245,37 +266,36 @@ def main(rounds: int = 3, block: int = 8, warm_up: int = 3, points_count: int = 
             "on, and never slower than micrograd with it off. They replace an earlier 10x target, which the graph",
             "core met only with speed devices a learner had to read past (parents split over slots,",
             "search marks stored in the nodes); a core that reads plainly is worth more to this",
-            "project than the last third of a scalar step. With the collector off the two engines are",
-            "at parity: the ratio falls on either side of 1.0 from run to run (0.96-1.07x in the first",
-            "five runs of this version), so \"never slower\" does not hold reliably. Whether to relax",
-            "that target or to take back a speed device is still open; no single run's row above should",
-            "be read as meeting it.",
+            "project than the last third of a scalar step. The ratios move by several percent from run",
+            "to run on this machine. With the collector off the two engines are at parity, so \"never",
+            "slower\" does not hold reliably; the demo loop with the collector on sits near its 6x.",
+            "Whether to relax the targets or to take back a speed device is still open; no single run's",
+            "rows above should be read as meeting them.",
             "",
-            "Why consecutive steps after a warm-up: both engines take a few steps to settle. micrograd's",
-            "step with the collector on grows from 0.6-0.7 s to 1.1-1.7 s over its first steps, as its",
-            "reference cycles pile up until the collector's full passes free them. tinyad's step with the",
-            "collector off grows by 5-20% over its first five steps although nothing accumulates (the",
-            "count of objects and of allocated blocks is the same after every step); the likely reason,",
-            "not proven, is memory locality: a fresh heap hands out new nodes side by side, a heap that",
-            "has freed graphs hands them out scattered. Each block runs in a process of its own because",
-            "the engines disturb each other's heaps: timed in one process, after micrograd's blocks with",
-            "the collector on (gigabytes of garbage, collected off the clock), tinyad's step with the",
-            "collector off was 5-20% slower (0.82-0.95x micrograd's in four runs). Until 2026-12-01",
-            "this script timed three steps after one warm-up, from a freshly collected heap, in one",
-            "process (0.94-1.04x with the collector off then).",
+            "Why consecutive steps after a warm-up: both engines take a few steps to settle (in this run,",
+            "step function, median first step to median timed step: micrograd with the collector on",
+            f"{settling(True, 'micrograd')}, tinyad with it off {settling(False, 'tinyad')}). micrograd's",
+            "reference cycles pile up until the collector's full passes free them. A tinyad step that",
+            "follows freed graphs can be slower than one on a fresh heap although nothing accumulates",
+            "(the count of objects and of allocated blocks stays the same from step to step); the likely",
+            "reason, not proven, is memory locality: a fresh heap hands out new nodes side by side, a",
+            "heap that has freed graphs hands them out scattered. Each",
+            "block runs in a process of its own because the engines disturb each other's heaps: timed in",
+            "one process, after micrograd's blocks with the collector on (gigabytes of garbage, collected",
+            "off the clock), tinyad's step with the collector off was slower. Until 2026-12-01 this",
+            "script timed three steps after one warm-up, from a freshly collected heap, in one process.",
             "",
             "The two calling patterns: the demo notebook keeps `total_loss` until the next turn of its loop",
             "has built the next graph, and only then drops the old one (the lessons train the same way); a",
             "step function drops its graph as it returns. With the collector off micrograd frees no graph",
-            "at all: each stays in its reference cycles, about 51 MB a step (its peak memory grew by",
-            "515 MB over ten steps, tinyad's by 24 MB), so it never pays for freeing a graph or for reusing",
-            "freed memory, and its time is the same in both patterns. tinyad frees each graph by reference",
-            "counting (about 15 ms of its step); in one in-process run, a tinyad step that kept every graph",
-            "alive, as micrograd does, was 1.18x micrograd's. With the collector on the loop costs tinyad",
-            "more: every graph's ~130,000 tracked objects (a node and its parents tuple) live long",
-            "enough to reach the oldest generation, so CPython 3.11 runs about 1.3 full collections per",
-            "step in both patterns, and one full collection takes about 57 ms with one tinyad graph alive",
-            "and 107 ms with two, as in the loop while the next graph is built.",
+            "at all: each stays in its reference cycles (in this run its peak memory grew by",
+            f"{growth('micrograd'):.0f} MB a step, tinyad's by {growth('tinyad'):.1f} MB), so it never pays for",
+            "freeing a graph or for reusing freed memory, and its time is about the same in both",
+            "patterns; tinyad frees each graph by reference counting. With the collector on the loop",
+            "costs tinyad more: every graph's tracked objects (each node and its parents tuple) live",
+            "long enough to reach the oldest generation, so CPython runs full collections every step or",
+            "so in both patterns, and in the loop such a collection has two graphs to walk while the",
+            "next one is built.",
             "",
             "Why the collector costs tinyad little: a tinyad node never holds a closure that",
             "captures the node, so no node is part of a reference cycle and reference counting",
