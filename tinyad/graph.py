@@ -14,13 +14,11 @@ Each term of that sum is a *gradient message* travelling along one edge.
 records each on its edge, so a learner can ask "how much of x.grad came from
 this consumer?" (``message``, ``edges``).
 
-A node stores a plain function, never a closure over itself: such a closure
-is a reference cycle per node, which only Python's cyclic garbage collector
-can free (it then dominates a training step). Without cycles, reference
-counting frees a graph as soon as its output is no longer named. The search
-and the pass keep their bookkeeping (nodes visited, gradients summed so far)
-to themselves, never in the nodes, so reading a graph (``edges``, ``find``,
-drawing) is safe at any time, also during a pass.
+A node stores a plain function, never a closure over itself (a reference
+cycle per node, which only Python's slow cyclic garbage collector can free):
+reference counting frees a graph as soon as its output is no longer named.
+The search and the pass keep their bookkeeping to themselves, never in the
+nodes, so reading a graph (``edges``, ``find``, drawing) is safe at any time.
 """
 from __future__ import annotations
 
@@ -83,10 +81,7 @@ class Node:
         self.grad = gradient if self.grad is None else self.grad + gradient
 
 
-# ---------------------------------------------------------------------------
-# recording on or off (per thread, as in PyTorch)
-# ---------------------------------------------------------------------------
-
+# ---- recording on or off (per thread, as in PyTorch) -----------------------
 class _GradMode(threading.local):
     enabled = True  # every thread starts with recording on
 
@@ -123,10 +118,7 @@ def enable_grad() -> Any:
     return _grad_mode(True)
 
 
-# ---------------------------------------------------------------------------
-# the topological order and the backward pass
-# ---------------------------------------------------------------------------
-
+# ---- the topological order and the backward pass ---------------------------
 
 def topological_order(root: Node) -> list[Node]:
     """Every node that ``root`` depends on, each after all of its parents.
@@ -154,25 +146,21 @@ def topological_order(root: Node) -> list[Node]:
     return order
 
 
-# One backward pass at a time: a pass writes .grad and .messages as it goes, so
-# two passes from two threads run one after the other (a re-entrant lock, so a
-# backward function may itself run a backward pass).
+# A pass writes .grad and .messages as it goes: passes from two threads take
+# turns (re-entrant, so a backward function may itself run a backward pass).
 _one_pass_at_a_time = threading.RLock()
 
 
 def run_backward(root: Node, seed: Any) -> None:
     """Backpropagate ``seed`` = dL/d(root) to every node ``root`` depends on.
 
-    Walks the nodes in reverse topological order, so a node is reached only
-    after every consumer has sent its message: the sum waiting for it in
-    ``pending`` is then complete, and is *added* into ``.grad`` (calling
-    backward twice accumulates exactly twice the gradient, PyTorch's rule).
-
-    A pass that fails (a backward function raises, or Ctrl-C) is undone:
-    every node it changed gets back its gradient and messages, so a failed
-    pass changes nothing. Python's cyclic garbage collector is paused
-    meanwhile: a tinyad graph holds no reference cycles, so the collector
-    could find nothing to free in the burst of messages backward allocates.
+    In reverse topological order a node comes after all of its consumers have
+    sent their messages, so the sum waiting for it in ``pending`` is complete;
+    it is *added* into ``.grad`` (two passes give twice the gradient, as in
+    PyTorch). A pass that raises (or is interrupted) is undone: every node it
+    changed gets back its gradient and messages. Python's cyclic garbage
+    collector is paused meanwhile: a tinyad graph holds no reference cycles,
+    so it could free nothing in the burst of messages backward allocates.
     """
     with _one_pass_at_a_time:
         collector_was_on = gc.isenabled()
@@ -214,10 +202,7 @@ def _add_messages(old: tuple, new: tuple) -> tuple:
     return tuple(b if a is None else a if b is None else a + b for a, b in zip(old, new))
 
 
-# ---------------------------------------------------------------------------
-# reading a graph after backward
-# ---------------------------------------------------------------------------
-
+# ---- reading a graph after backward ----------------------------------------
 
 def edges(root: Node) -> list[tuple[Node, Node, Any]]:
     """All edges ``(parent, consumer, message)`` of the graph under ``root``.
@@ -243,8 +228,7 @@ def message(consumer: Node, parent: Node) -> Any:
     ``parent.grad``. Raises ValueError when ``parent`` is not an input of
     ``consumer`` or when no backward pass has reached ``consumer`` yet.
     """
-    positions = [i for i, p in enumerate(consumer.parents) if p is parent]
-    if not positions:
+    if not any(p is parent for p in consumer.parents):
         raise ValueError(
             f"{_describe(parent)} is not an input of {_describe(consumer)}; "
             "messages travel only along edges of the graph"
@@ -254,9 +238,8 @@ def message(consumer: Node, parent: Node) -> Any:
             f"no gradient has passed through {_describe(consumer)} yet: call backward() first"
         )
     total = None
-    for i in positions:
-        part = consumer.messages[i]
-        if part is not None:
+    for p, part in zip(consumer.parents, consumer.messages):
+        if p is parent and part is not None:
             total = part if total is None else total + part
     return total
 
